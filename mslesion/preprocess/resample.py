@@ -1,0 +1,57 @@
+"""Reorientation and resampling between grids, affines kept exact."""
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from ..volume import Volume
+
+
+def reorient_canonical(vol: Volume) -> Volume:
+    """Permute/flip voxel axes so they run closest to RAS+; affine updated to match."""
+    ornt = nib.orientations.io_orientation(vol.affine)
+    ras = nib.orientations.axcodes2ornt(("R", "A", "S"))
+    transform = nib.orientations.ornt_transform(ornt, ras)
+    data = nib.orientations.apply_orientation(vol.data, transform)
+    affine = vol.affine @ nib.orientations.inv_ornt_aff(transform, vol.shape)
+    return Volume(np.ascontiguousarray(data), affine, vol.path, dict(vol.meta))
+
+
+def isotropic_grid(vol: Volume, spacing: float = 1.0) -> tuple[tuple[int, int, int], np.ndarray]:
+    """A grid with ``spacing`` mm voxels, axes along ``vol``'s axes, covering its field of view."""
+    zooms = np.asarray(vol.zooms)
+    directions = vol.affine[:3, :3] / zooms
+    extent = np.asarray(vol.shape) * zooms
+    shape = tuple(int(max(1, np.ceil(e / spacing))) for e in extent)
+    affine = np.eye(4)
+    affine[:3, :3] = directions * spacing
+    # keep the field-of-view edge (voxel corner) in the same place
+    corner = vol.affine @ np.array([-0.5, -0.5, -0.5, 1.0])
+    affine[:3, 3] = corner[:3] + affine[:3, :3] @ np.array([0.5, 0.5, 0.5])
+    return shape, affine  # type: ignore[return-value]
+
+
+def resample_to_grid(
+    vol: Volume, shape: tuple[int, int, int], affine: np.ndarray, order: int = 1, cval: float = 0.0
+) -> Volume:
+    """Resample ``vol`` onto the grid (shape, affine) by world coordinates."""
+    affine = np.asarray(affine, dtype=np.float64)
+    if vol.shape == tuple(shape) and np.allclose(vol.affine, affine, atol=1e-5):
+        return Volume(vol.data.copy(), affine, vol.path, dict(vol.meta))
+    vox = np.linalg.inv(vol.affine) @ affine
+    data = vol.data
+    if order == 0 or data.dtype == bool:
+        src = data.astype(np.float32)
+        out = ndimage.affine_transform(src, vox[:3, :3], vox[:3, 3], output_shape=tuple(shape), order=0, cval=cval)
+        out = out.astype(data.dtype)
+    else:
+        out = ndimage.affine_transform(
+            data.astype(np.float32), vox[:3, :3], vox[:3, 3], output_shape=tuple(shape), order=order, cval=cval,
+            mode="constant",
+        )
+    return Volume(out, affine, vol.path, dict(vol.meta))
+
+
+def resample_like(vol: Volume, reference: Volume, order: int = 1, cval: float = 0.0) -> Volume:
+    return resample_to_grid(vol, reference.shape, reference.affine, order=order, cval=cval)

@@ -1,0 +1,44 @@
+"""Lesion segmenters.
+
+A segmenter is loaded once and then called many times::
+
+    seg = load_segmenter("auto", contrasts={"flair"}, device="auto")
+    prob = seg.predict(preprocessed)   # Volume of probabilities, working grid
+
+Every segmenter has a ``model_id`` and a ``kind`` ("trained" or
+"classical-baseline") that the report records.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..preprocess import Preprocessed
+from ..volume import Volume
+from .baseline import BASELINE_ID, ThresholdSegmenter
+
+
+class Segmenter(Protocol):
+    model_id: str
+    kind: str
+    threshold: float
+
+    def predict(self, pre: Preprocessed) -> Volume:
+        """Lesion probability on the working grid of ``pre``."""
+        ...
+
+
+def load_segmenter(model: str = "auto", contrasts: set[str] | None = None, device: str = "auto") -> Segmenter:
+    """Pick and load a segmenter. ``model`` is 'auto', 'baseline', a model id or a model folder."""
+    contrasts = contrasts or {"flair"}
+    if model == BASELINE_ID or model == "baseline":
+        return ThresholdSegmenter()
+    try:
+        from ..model import load_model_segmenter
+    except ImportError:  # no trained model package yet
+        if model != "auto":
+            raise
+        return ThresholdSegmenter()
+    return load_model_segmenter(model, contrasts=contrasts, device=device)
+
+
+__all__ = ["Segmenter", "load_segmenter", "ThresholdSegmenter", "BASELINE_ID"]

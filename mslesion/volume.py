@@ -1,0 +1,71 @@
+"""The one volume type that flows through every stage.
+
+Axis convention (stated once, kept everywhere): ``Volume.data`` is indexed in
+nibabel's voxel order ``data[i, j, k]`` exactly as stored in the file, and
+``Volume.affine`` maps ``(i, j, k, 1)`` to RAS+ world millimetres.  No stage
+transposes axes behind the caller's back; reorientation is explicit
+(:func:`mslesion.preprocess.resample.reorient_canonical`) and returns a new
+Volume whose affine says what happened.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3-D image: voxel array, voxel-to-world affine and where it came from."""
+
+    data: np.ndarray
+    affine: np.ndarray
+    path: Path | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.data.ndim != 3:
+            raise ValueError(f"Volume needs 3-D data, got shape {self.data.shape}")
+        aff = np.asarray(self.affine, dtype=np.float64)
+        if aff.shape != (4, 4):
+            raise ValueError(f"Volume needs a 4x4 affine, got {aff.shape}")
+        object.__setattr__(self, "affine", aff)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
+
+    @property
+    def zooms(self) -> tuple[float, float, float]:
+        """Voxel sizes in mm, read from the affine's column norms."""
+        return tuple(float(z) for z in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
+
+    def with_data(self, data: np.ndarray, **meta: object) -> "Volume":
+        """Same grid, new voxels."""
+        if tuple(data.shape) != self.shape:
+            raise ValueError(f"shape {data.shape} does not match grid {self.shape}")
+        return Volume(data, self.affine, self.path, {**self.meta, **meta})
+
+    def same_grid(self, other: "Volume", atol: float = 1e-3) -> bool:
+        return self.shape == other.shape and bool(np.allclose(self.affine, other.affine, atol=atol))
+
+    def world_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Axis-aligned bounding box (min, max) of the voxel centres in world mm."""
+        corners = np.array(
+            [[i, j, k, 1.0] for i in (0, self.shape[0] - 1) for j in (0, self.shape[1] - 1) for k in (0, self.shape[2] - 1)]
+        )
+        world = corners @ self.affine.T
+        return world[:, :3].min(axis=0), world[:, :3].max(axis=0)
+
+    def to_nifti(self, dtype: np.dtype | type | None = None) -> nib.Nifti1Image:
+        data = self.data if dtype is None else self.data.astype(dtype)
+        img = nib.Nifti1Image(data, self.affine)
+        img.set_qform(self.affine, code=1)
+        img.set_sform(self.affine, code=1)
+        return img
