@@ -39,9 +39,13 @@ def load_volume(path: str | Path, *, role: str = "image") -> Volume:
     if not path.exists():
         raise InputError(path, f"{role} file does not exist")
     if path.is_dir():
-        from .dicom import load_dicom_series
-
+        try:
+            from .dicom import load_dicom_series
+        except ImportError as exc:
+            raise InputError(path, f"{role} is a folder, and DICOM reading is not available ({_short(exc)})") from exc
         vol = load_dicom_series(path, role=role)
+    elif not path.is_file():
+        raise InputError(path, f"{role} is not a regular file (a device, pipe or socket cannot be read as an image)")
     else:
         vol = _load_nifti(path, role)
     check_voxels(vol, role)
@@ -55,6 +59,8 @@ def _load_nifti(path: Path, role: str) -> Volume:
             head = fh.read(4)
     except OSError as exc:
         raise InputError(path, f"cannot read {role} file ({exc.strerror or exc})") from exc
+    if len(head) < 4:
+        raise InputError(path, f"{role} file is empty or too short to be an image ({len(head)} bytes)")
     if not any(path.name.lower().endswith(s) for s in _NIFTI_SUFFIXES) and head[:2] != b"\x1f\x8b":
         # allow unusual names if the content is NIfTI; nibabel decides below
         pass
@@ -69,29 +75,46 @@ def _load_nifti(path: Path, role: str) -> Volume:
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(path, f"{role} is a {type(img).__name__}, not a NIfTI image")
     shape = check_header_shape(path, img.header.get_data_shape(), role)
-    zooms = img.header.get_zooms()[:3]
+    zooms = _raw_zooms(path, img) or img.header.get_zooms()[:3]
     if any(not np.isfinite(z) or z <= 0 for z in zooms):
         raise InputError(path, f"{role} has zero, negative or invalid voxel sizes {tuple(float(z) for z in zooms)}")
     affine = img.affine
     if affine is None or not np.all(np.isfinite(affine)):
         raise InputError(path, f"{role} has a non-finite affine")
     check_affine(path, affine, role)
+    check_data_type(path, img.header.get_data_dtype(), role)
+    check_declared_size(path, img, role)
     try:
         data = np.asanyarray(img.dataobj)
     except MemoryError as exc:
         raise InputError(path, f"{role} is too large to load into memory") from exc
     except Exception as exc:  # truncated data, bad gzip stream, wrong sizes
         raise InputError(path, f"{role} voxel data is corrupt or truncated ({_short(exc)})") from exc
-    data = np.asarray(data).reshape(shape) if data.size == int(np.prod(shape)) else data
-    if data.ndim != 3:
-        data = data.reshape(shape)
-    data = data.astype(np.float32, copy=False)
+    if data.size != int(np.prod(shape)):
+        raise InputError(path, f"{role} holds {data.size} voxels but its header declares {shape}")
+    data = np.asarray(data).reshape(shape)
+    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
+        raise InputError(path, f"{role} has unsupported voxel type {data.dtype}; a real-valued image is needed")
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = data.astype(np.float32, copy=False)
     return Volume(data, affine, path, {"role": role})
+
+
+def _raw_zooms(path: Path, img: nib.Nifti1Image) -> tuple[float, ...] | None:
+    """Voxel sizes as written in the file (nibabel silently repairs negative ones on load)."""
+    try:
+        with nib.openers.ImageOpener(str(path)) as fh:
+            raw = type(img.header).from_fileobj(fh, check=False)
+        return tuple(float(z) for z in raw["pixdim"][1:4])
+    except Exception:
+        return None
 
 
 def check_header_shape(path: Path, shape: tuple[int, ...], role: str) -> tuple[int, int, int]:
     """Return the 3-D shape a header declares, or raise if it is not a usable 3-D image."""
     shape = tuple(int(s) for s in shape)
+    if any(s <= 0 for s in shape):
+        raise InputError(path, f"{role} header declares an empty or negative dimension {shape}")
     if len(shape) < 3 or sum(s > 1 for s in shape) < 2:
         raise InputError(path, f"{role} is {len(shape)}-D with shape {shape}; a 3-D volume is needed")
     if len(shape) == 3 and min(shape) <= 1:
@@ -107,6 +130,69 @@ def check_header_shape(path: Path, shape: tuple[int, ...], role: str) -> tuple[i
     if max(shape3) > MAX_AXIS or int(np.prod(shape3, dtype=np.int64)) > MAX_VOXELS:
         raise InputError(path, f"{role} declares dimensions {shape3}, beyond the supported {MAX_AXIS} voxels per axis")
     return shape3  # type: ignore[return-value]
+
+
+def check_data_type(path: Path, dtype: np.dtype, role: str) -> None:
+    """Refuse voxel types that are not real numbers (complex, RGB, ...)."""
+    dtype = np.dtype(dtype)
+    if dtype.fields is not None or dtype.kind not in "biuf":
+        raise InputError(path, f"{role} has unsupported voxel type {dtype}; a real-valued image is needed")
+
+
+def check_declared_size(path: Path, img: nib.Nifti1Image, role: str) -> None:
+    """Refuse a file holding fewer bytes than its header declares, before reading voxels.
+
+    Plain files are compared by size; gzip files first by the gzip trailer and,
+    if that disagrees (truncated or multi-member stream), by streaming through
+    the compressed data without keeping it.
+    """
+    hdr = img.header
+    offset = int(hdr.get_data_offset())
+    n_vox = int(np.prod([int(s) for s in hdr.get_data_shape()], dtype=np.int64))
+    expected = offset + n_vox * np.dtype(hdr.get_data_dtype()).itemsize
+    image_file = img.file_map["image"].filename or str(path)
+    image_path = Path(image_file)
+    try:
+        size = image_path.stat().st_size
+        with open(image_path, "rb") as fh:
+            magic = fh.read(2)
+    except OSError as exc:
+        raise InputError(image_path, f"cannot read {role} voxel data ({exc.strerror or exc})") from exc
+    if magic != b"\x1f\x8b":
+        held = size
+    else:
+        held = _gzip_size_at_least(image_path, expected, role)
+    if held < expected:
+        raise InputError(
+            image_path,
+            f"{role} file is corrupt or truncated: its header declares {expected} bytes of data "
+            f"but the file holds only {held}",
+        )
+
+
+def _gzip_size_at_least(path: Path, expected: int, role: str) -> int:
+    """Uncompressed size of a gzip file, counted up to ``expected`` bytes (no big allocation)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(-4, 2)
+            trailer = int.from_bytes(fh.read(4), "little")
+    except OSError:
+        trailer = -1
+    if trailer == expected % 2**32 and expected < 2**32:
+        return expected
+    total = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while total < expected:
+                chunk = fh.read(min(1 << 22, expected - total))
+                if not chunk:
+                    break
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        if total >= expected:
+            return total
+        raise InputError(path, f"{role} file is corrupt or truncated (gzip stream: {_short(exc)})") from exc
+    return total
 
 
 def check_affine(path: Path | None, affine: np.ndarray, role: str) -> None:

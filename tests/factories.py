@@ -34,11 +34,13 @@ def ball(shape, centre, radius) -> np.ndarray:
     return d2 <= radius**2
 
 
-def make_phantom(shape=(64, 64, 48), zooms=(1.0, 1.0, 1.0), lesions=((32, 40, 24, 3.0), (20, 28, 24, 2.0)),
+def make_phantom(shape=(64, 64, 48), zooms=(2.5, 2.5, 3.0), lesions=((32, 40, 24, 3.0), (20, 28, 24, 2.0)),
                  seed: int = 0, scale: float = 1000.0) -> Phantom:
     """An ellipsoid 'brain' (WM/GM/ventricle) inside a 'skull' shell, with spherical lesions.
 
     ``lesions`` holds (i, j, k, radius) in voxels.  FLAIR: lesions bright, CSF dark.
+    The default grid (64 x 64 x 48 at 2.5 x 2.5 x 3 mm) gives a head-sized phantom with a
+    brain of about 850 ml, so plausibility checks treat it as a brain.
     """
     rng = np.random.default_rng(seed)
     affine = make_affine(zooms, shape=shape)

@@ -1,0 +1,77 @@
+"""Dice, lesion-wise detection and volume difference on masks with known answers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mslesion.lesions import find_lesions, remove_small
+from mslesion.metrics import dice, evaluate, lesion_detection, score_arrays
+from mslesion.volume import Volume
+
+from .factories import ball, make_affine
+
+
+def test_dice_known_values():
+    a = np.zeros((10, 10, 10), bool)
+    b = a.copy()
+    a[:4] = True
+    b[2:6] = True
+    assert dice(a, b) == pytest.approx(2 * 200 / 800)
+    assert dice(a, a) == 1.0
+    assert dice(np.zeros_like(a), np.zeros_like(a)) == 1.0
+
+
+def test_lesion_detection_counts():
+    shape = (40, 40, 40)
+    ref = ball(shape, (10, 10, 10), 3) | ball(shape, (30, 30, 30), 3) | ball(shape, (10, 30, 10), 2)
+    pred = ball(shape, (11, 10, 10), 2) | ball(shape, (20, 5, 35), 2)  # one hit, one false positive
+    n_ref, det, n_pred, tp = lesion_detection(pred, ref)
+    assert (n_ref, det, n_pred, tp) == (3, 1, 2, 1)
+    s = score_arrays(pred, ref, voxel_ml=0.001)
+    assert s.lesion_sensitivity == pytest.approx(1 / 3)
+    assert s.lesion_precision == pytest.approx(1 / 2)
+    assert s.lesion_f1 == pytest.approx(2 * (1 / 3) * 0.5 / (1 / 3 + 0.5))
+    assert s.abs_volume_diff_ml == pytest.approx(abs(pred.sum() - ref.sum()) / 1000)
+
+
+def test_connectivity_changes_lesion_count():
+    m = np.zeros((5, 5, 5), bool)
+    m[1, 1, 1] = m[2, 2, 2] = True  # touch only at a corner
+    assert lesion_detection(m, m, 26)[0] == 1
+    assert lesion_detection(m, m, 18)[0] == 2
+
+
+def test_evaluate_resamples_prediction_to_reference_grid():
+    shape = (40, 40, 40)
+    ref_mask = ball(shape, (20, 20, 20), 6)
+    ref = Volume(ref_mask.astype(np.float32), make_affine(shape=shape))
+    # the same sphere on a 2 mm grid covering the same world box
+    coarse_shape = (20, 20, 20)
+    caff = make_affine((2.0, 2.0, 2.0), origin=ref.affine[:3, 3] + 0.5, shape=coarse_shape)
+    world = np.indices(coarse_shape).reshape(3, -1).T * 2.0 + caff[:3, 3]
+    centre = ref.affine[:3, 3] + 20
+    coarse = (np.linalg.norm(world - centre, axis=1) <= 6).reshape(coarse_shape)
+    s = evaluate(Volume(coarse.astype(np.float32), caff), ref)
+    assert s.dice > 0.8
+    assert s.lesion_f1 == 1.0
+
+
+def test_find_lesions_volume_and_world_centroid():
+    shape = (30, 30, 30)
+    aff = make_affine((0.5, 0.5, 2.0), shape=shape)
+    m = ball(shape, (10, 12, 15), 3)
+    labels, lesions = find_lesions(Volume(m.astype(np.float32), aff))
+    assert len(lesions) == 1
+    les = lesions[0]
+    assert les.voxels == int(m.sum())
+    assert les.volume_ml == pytest.approx(m.sum() * 0.5 * 0.5 * 2.0 / 1000, rel=1e-3)
+    expected = aff @ np.array([10, 12, 15, 1.0])
+    assert (les.centroid_x, les.centroid_y, les.centroid_z) == pytest.approx(tuple(expected[:3]), abs=0.01)
+
+
+def test_remove_small():
+    m = np.zeros((20, 20, 20), bool)
+    m[2, 2, 2] = True
+    m[10:13, 10:13, 10:13] = True
+    kept = remove_small(m, 5)
+    assert kept.sum() == 27

@@ -1,0 +1,80 @@
+"""The one pipeline, through the Python API and on real scans."""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mslesion import Analyzer, AnalyzeOptions, analyze
+from mslesion.cli import main
+from mslesion.metrics import evaluate
+
+from .conftest import ROOT
+from .factories import make_phantom, save
+
+
+def test_analyzer_loads_segmenter_once_and_runs_many(tmp_path, monkeypatch):
+    import mslesion.pipeline as pipeline
+
+    calls = []
+    real = pipeline.load_segmenter
+    monkeypatch.setattr(pipeline, "load_segmenter", lambda *a, **k: calls.append(1) or real(*a, **k))
+    analyzer = Analyzer(AnalyzeOptions(model="baseline"))
+    for seed in (0, 1):
+        ph = make_phantom(seed=seed)
+        res = analyzer.run({"flair": save(ph.flair, tmp_path / f"f{seed}.nii.gz")})
+        assert res.lesion_mask.shape == ph.flair.shape
+    assert len(calls) == 1
+
+
+def test_baseline_finds_bright_phantom_lesions(tmp_path):
+    ph = make_phantom(lesions=((32, 40, 24, 3.0), (22, 26, 20, 3.0)))
+    res = analyze(save(ph.flair, tmp_path / "f.nii.gz"), options=AnalyzeOptions(model="baseline"))
+    scores = evaluate(res.lesion_mask, ph.lesions)
+    assert scores.lesion_sensitivity == 1.0
+
+
+def test_output_grid_follows_oblique_thick_slice_input(tmp_path):
+    ph = make_phantom(shape=(48, 48, 16), zooms=(3.0, 3.0, 9.0), lesions=((24, 30, 8, 2.0),))
+    theta = np.deg2rad(12)
+    rot = np.array([[1, 0, 0, 0], [0, np.cos(theta), -np.sin(theta), 0], [0, np.sin(theta), np.cos(theta), 0], [0, 0, 0, 1]])
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])  # LAS storage
+    affine = rot @ flip @ ph.flair.affine
+    p = save(ph.flair.data, tmp_path / "obl.nii.gz", affine)
+    out = tmp_path / "out"
+    res = analyze(p, out_dir=out, options=AnalyzeOptions(model="baseline"))
+    img = nib.load(out / "lesions.nii.gz")
+    assert img.shape == (48, 48, 16)
+    np.testing.assert_allclose(img.affine, affine, atol=1e-4)
+    assert res.report["lesion_count"] >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_analyze_raw_isbi_flair_end_to_end(tmp_path, shared_data, capsys):
+    flair = shared_data / "brain_ms/isbi2015/training01/flair.nii.gz"
+    out = tmp_path / "isbi01"
+    assert main(["analyze", "--flair", str(flair), "--out", str(out)]) == 0, capsys.readouterr().err
+    src = nib.load(flair)
+    mask = nib.load(out / "lesions.nii.gz")
+    prob = nib.load(out / "lesion_probability.nii.gz")
+    assert mask.shape == src.shape == prob.shape
+    np.testing.assert_allclose(mask.affine, src.affine, atol=1e-4)
+    report = json.loads((out / "report.json").read_text())
+    assert report["inputs"]["flair"]["shape"] == list(src.shape)
+    assert report["lesion_count"] > 0
+    values = np.unique(np.asarray(mask.dataobj))
+    assert set(values.tolist()) <= {0, 1}
+    p = np.asarray(prob.dataobj)
+    assert p.min() >= 0 and p.max() <= 1
+
+
+@pytest.mark.slow
+def test_demo_subject_runs(tmp_path, capsys):
+    demo = ROOT / "data_samples" / "demo"
+    out = tmp_path / "demo"
+    rc = main(["analyze", "--flair", str(demo / "flair.nii.gz"), "--t1", str(demo / "t1.nii.gz"), "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert (out / "report.json").is_file()
