@@ -5,6 +5,7 @@ the complete new file, or nothing - never half a file.
 """
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import tempfile
@@ -18,6 +19,18 @@ from .errors import OutputError
 
 #: temp files carry this marker so a cleanup pass can recognise leftovers.
 TMP_MARK = ".mslesion-tmp-"
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+#: permissions of finished files (mkstemp would leave them private, 0600).
+FILE_MODE = _umask_mode()
+#: while an :func:`output_group` is open, finished temp files wait here instead of being renamed.
+_GROUP: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar("mslesion_group", default=None)
 
 
 def _suffix(path: Path) -> str:
@@ -43,10 +56,52 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp_path, target)
+        os.chmod(tmp_path, FILE_MODE)
+        group = _GROUP.get()
+        if group is not None:
+            group.append((tmp_path, target))
+        else:
+            os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def output_group(folder: str | Path, previous: tuple[str, ...] = ()) -> Iterator[None]:
+    """Commit every file written inside the block together, or none of them.
+
+    On entry the outputs ``previous`` of an earlier run (list the completion
+    marker, e.g. report.json, first) and stale temp files are deleted, so a
+    crash can never leave two runs' files side by side.  Files written inside
+    stay as temp files until the block ends without error; they are then
+    renamed into place in the order they were written, so the last one written
+    marks completion.  On error the temp files are deleted.
+    """
+    folder = Path(folder)
+    try:
+        for name in previous:
+            (folder / name).unlink(missing_ok=True)
+        remove_stale_temps(folder)
+    except OSError as exc:
+        raise OutputError(folder, f"cannot remove the previous outputs ({exc.strerror or exc})") from exc
+    staged: list[tuple[Path, Path]] = []
+    token = _GROUP.set(staged)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        _GROUP.reset(token)
+    try:
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    except OSError as exc:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise OutputError(folder, f"cannot move the finished outputs into place ({exc.strerror or exc})") from exc
 
 
 def write_text(target: str | Path, text: str) -> Path:

@@ -43,7 +43,13 @@ def load_volume(path: str | Path, *, role: str = "image") -> Volume:
             from .dicom import load_dicom_series
         except ImportError as exc:
             raise InputError(path, f"{role} is a folder, and DICOM reading is not available ({_short(exc)})") from exc
-        vol = load_dicom_series(path, role=role)
+        try:
+            vol = load_dicom_series(path, role=role)
+        except (InputError, MemoryError):
+            raise
+        except Exception as exc:  # pydicom raises assorted errors on hostile files (found by fuzzing)
+            log.debug("DICOM reader failed on %s", path, exc_info=True)
+            raise InputError(path, f"{role} DICOM series cannot be read ({type(exc).__name__}: {_short(exc)})") from exc
     elif not path.is_file():
         raise InputError(path, f"{role} is not a regular file (a device, pipe or socket cannot be read as an image)")
     else:

@@ -10,15 +10,19 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from . import __version__
+from .atomic import output_group
 from .errors import InputError, OutputError
 from .io import check_same_space, load_volume, save_volume
+from .memory import check_memory
 from .lesions import Lesion, find_lesions, remove_small
-from .location import LocationOptions, LocationResult, locate
+from .location import LocationOptions, LocationResult, dis_verdict, locate
 from .preprocess import Preprocessed, PreprocessOptions, preprocess
+from .qc import write_subject_qc
 from .report import sha256_of, write_lesions_csv, write_report
 from .segment import Segmenter, load_segmenter
 from .volume import Volume
@@ -39,6 +43,8 @@ class AnalyzeOptions:
     min_lesion_mm3: float = 3.0
     preprocess: PreprocessOptions = field(default_factory=PreprocessOptions)
     location: LocationOptions = field(default_factory=LocationOptions)
+    #: refuse inputs whose estimated peak memory exceeds this (bytes); None: most of the free RAM; 0: no check.
+    max_memory: int | None = None
 
 
 @dataclass
@@ -102,10 +108,19 @@ class Analyzer:
             self._segmenters[key] = load_segmenter(self.options.model, contrasts=set(contrasts), device=self.options.device)
         return self._segmenters[key]
 
-    def run(self, inputs: dict[str, str | Path | None], out_dir: str | Path | None = None) -> AnalysisResult:
-        """Analyse one subject. Inputs are checked before anything is written."""
+    def run(self, inputs: dict[str, str | Path | None], out_dir: str | Path | None = None,
+            spine: Sequence[tuple[str | Path, str]] = ()) -> AnalysisResult:
+        """Analyse one subject. Inputs are checked before anything is written.
+
+        ``spine`` lists (image, contrast) pairs of spinal images of the same subject; their
+        cord lesions join the report and the dissemination-in-space verdict.
+        """
         t_start = time.perf_counter()
+        if self.options.max_memory != 0:
+            check_memory(inputs, self.options.max_memory, self.options.preprocess.spacing_mm,
+                         trained_model=self.options.model not in ("baseline", "flair-threshold-baseline"))
         vols = load_inputs(inputs)
+        spinal = load_spinal_inputs(spine)
         out = prepare_out_dir(out_dir) if out_dir is not None else None
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -128,12 +143,55 @@ class Analyzer:
         t0 = time.perf_counter()
         location = locate(labels, lesions, pre, opts.location)
         timings["location_s"] = time.perf_counter() - t0
+        spine_results = analyze_spinal_inputs(spinal, out)
         timings["total_s"] = time.perf_counter() - t_start
         report = build_report(vols, seg, threshold, lesions, location, timings, opts)
+        if spine_results:
+            merge_spine(report, spine_results, opts.location)
         result = AnalysisResult(mask, prob, lesions, location, report, pre, out)
         if out is not None:
             write_outputs(result, out)
         return result
+
+
+def load_spinal_inputs(spine: Sequence[tuple[str | Path, str]]) -> list[tuple[Volume, str]]:
+    """Load and check the spinal images up front, so a bad one is refused before anything is written."""
+    from .spine import CONTRASTS as SPINE_CONTRASTS
+
+    loaded = []
+    for path, contrast in spine:
+        if contrast not in SPINE_CONTRASTS:
+            raise InputError(path, f"unknown spinal contrast {contrast!r}; expected one of {list(SPINE_CONTRASTS)}")
+        loaded.append((load_volume(path, role=f"spinal {contrast.upper()}"), contrast))
+    return loaded
+
+
+def analyze_spinal_inputs(spinal: list[tuple[Volume, str]], out: Path | None) -> list:
+    """Run the spinal-cord analysis on each image (outputs under OUT/spine/<n>/)."""
+    from .spine import analyze_volume
+
+    return [analyze_volume(vol, contrast, None if out is None else out / "spine" / str(i))
+            for i, (vol, contrast) in enumerate(spinal)]
+
+
+def merge_spine(report: dict, spine_results: list, location_options: LocationOptions) -> None:
+    """Add the cord lesions to the brain report: a spinal_cord region and one DIS verdict over both."""
+    cord_lesions = [les for res in spine_results for les in res.lesions]
+    qualifying = sum((res.report.get("mcdonald_dis") or {}).get("qualifying_lesions_per_area", {}).get("spinal_cord", 0)
+                     for res in spine_results)
+    report["regions"] = dict(report.get("regions") or {})
+    report["regions"]["spinal_cord"] = {
+        "count": len(cord_lesions),
+        "volume_ml": round(sum(float(les.get("volume_mm3", 0.0)) for les in cord_lesions) / 1000.0, 5),
+    }
+    brain_dis = report.get("mcdonald_dis") or {}
+    counts = {k: int(v) for k, v in (brain_dis.get("qualifying_lesions_per_area") or {}).items()
+              if k not in brain_dis.get("areas_not_assessed", []) and k != "spinal_cord"}
+    counts["spinal_cord"] = int(qualifying)
+    report["mcdonald_dis"] = dis_verdict(counts, location_options)
+    report["spine"] = [{"image": str(res.report.get("image", {}).get("path")), "lesion_count": len(res.lesions),
+                        "lesions": res.lesions, "out_dir": None if res.out_dir is None else str(res.out_dir)}
+                       for res in spine_results]
 
 
 def build_report(vols: dict[str, Volume], seg: Segmenter, threshold: float, lesions: list[Lesion],
@@ -156,11 +214,17 @@ def build_report(vols: dict[str, Volume], seg: Segmenter, threshold: float, lesi
 
 
 def write_outputs(result: AnalysisResult, out: Path) -> None:
-    """Write the four outputs atomically; report.json last, so it marks completion."""
-    save_volume(result.lesion_mask, out / "lesions.nii.gz", dtype=np.uint8)
-    save_volume(result.probability, out / "lesion_probability.nii.gz", dtype=np.float32)
-    write_lesions_csv(out / "lesions.csv", result.lesions)
-    write_report(out / "report.json", result.report)
+    """Write the four outputs atomically; report.json last, so it marks completion.
+
+    Inside :func:`~mslesion.atomic.output_group` a previous run's outputs are
+    removed first and the new ones appear together, so runs never mix.
+    """
+    with output_group(out, ("report.json", *OUTPUT_FILES)):
+        save_volume(result.lesion_mask, out / "lesions.nii.gz", dtype=np.uint8)
+        save_volume(result.probability, out / "lesion_probability.nii.gz", dtype=np.float32)
+        write_lesions_csv(out / "lesions.csv", result.lesions)
+        write_subject_qc(result, out)  # report.html + qc/*.png, before report.json
+        write_report(out / "report.json", result.report)
 
 
 def analyze(flair: str | Path, t1: str | Path | None = None, t2: str | Path | None = None,

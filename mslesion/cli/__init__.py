@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
 from typing import Sequence
 
@@ -28,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so main() controls exit codes."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise _UsageError(f"{self.prog}: {message}")
+        raise _UsageError(f"{self.prog}: error: {message}")
 
 
 class _UsageError(Exception):
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except _UsageError as exc:
-        print(str(exc), file=sys.stderr)
+        print(one_line(exc), file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
@@ -65,22 +66,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     _configure_logging(args.verbose)
+    previous = _exit_on_sigterm()
     try:
         return int(args.func(args))
     except (InputError, OutputError, ModelError, ResourceError) as exc:
-        print(f"mslesion {args.command}: error: {exc}", file=sys.stderr)
+        print(f"mslesion {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except MslesionError as exc:
-        print(f"mslesion {args.command}: error: {exc}", file=sys.stderr)
+        print(f"mslesion {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_FAIL
     except KeyboardInterrupt:
         print("mslesion: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"mslesion {args.command}: error: ran out of memory (free memory, or analyse a smaller image)",
+              file=sys.stderr)
+        return EXIT_FAIL
+    except Exception as exc:  # a bug: one line for the user, the traceback with -vv
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        print(f"mslesion {args.command}: internal error: {type(exc).__name__}: {one_line(exc)} "
+              "(please report it; run with -vv for details)", file=sys.stderr)
+        return EXIT_FAIL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm() -> object:
+    """Turn SIGTERM (kill, batch schedulers) into SystemExit(143), so temp files are cleaned up."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line (file names may hold newlines, messages may span lines)."""
+    text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(exc).strip())
+    return text or type(exc).__name__
 
 
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    # nibabel/pydicom report the header repairs they make, as log records or warnings; our own
+    # checks say what matters in one line, so their chatter only shows with -v
+    logging.captureWarnings(True)
+    for name in ("nibabel", "pydicom", "py.warnings"):
+        logging.getLogger(name).setLevel(logging.ERROR if verbosity == 0 else logging.NOTSET)
 
 
 def entry_point() -> None:  # console script

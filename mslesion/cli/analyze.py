@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..memory import parse_size
 from ..pipeline import AnalyzeOptions, Analyzer
 from ..preprocess import PreprocessOptions
 
@@ -15,9 +16,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flair", required=True, type=Path, help="FLAIR NIfTI file or DICOM series folder")
     p.add_argument("--t1", type=Path, help="optional T1 image")
     p.add_argument("--t2", type=Path, help="optional T2 image")
+    p.add_argument("--spine", type=Path, action="append", default=[], metavar="F",
+                   help="spinal image of the same subject (repeatable); its cord lesions join the report and DIS")
+    p.add_argument("--spine-contrast", choices=["t2", "t2s", "t1", "stir", "psir"], default="t2",
+                   help="contrast of the --spine images (default: t2)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     add_model_arguments(p)
     p.add_argument("--save-preprocessed", action="store_true", help="also write preprocessed volumes and QC PNGs")
+    p.add_argument("--max-memory", type=memory_limit, default=None, metavar="SIZE",
+                   help="refuse images whose analysis would need more memory than this, e.g. 4G or 512M "
+                        "(default: 85%% of the memory available now; 'off' disables the check)")
     p.set_defaults(func=run)
 
 
@@ -26,19 +34,56 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                    help="where the model runs (auto: cuda, then mps, then cpu)")
     p.add_argument("--model", default="auto", help="model id or folder under models/, or 'baseline' (default: auto)")
-    p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's)")
+    p.add_argument("--threshold", type=probability, default=None, help="probability threshold (default: the model's)")
 
 
 def options_from_args(args: argparse.Namespace) -> AnalyzeOptions:
     pre = PreprocessOptions(save_dir=Path("preprocessed") if getattr(args, "save_preprocessed", False) else None)
-    return AnalyzeOptions(model=args.model, device=args.device, threshold=args.threshold, preprocess=pre)
+    return AnalyzeOptions(model=args.model, device=args.device, threshold=args.threshold, preprocess=pre,
+                          max_memory=getattr(args, "max_memory", None))
+
+
+def probability(text: str) -> float:
+    """argparse type of --threshold: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not 0.0 < value < 1.0:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text!r}")
+    return value
+
+
+def memory_limit(text: str) -> int:
+    """argparse type of --max-memory: a size in bytes, or 0 for 'off'."""
+    if text.strip().lower() in ("off", "none", "unlimited"):
+        return 0
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def run(args: argparse.Namespace) -> int:
     inputs = {"flair": args.flair, "t1": args.t1, "t2": args.t2}
     contrasts = {k for k, v in inputs.items() if v}
-    result = Analyzer(options_from_args(args), contrasts=contrasts).run(inputs, args.out)
+    created = not args.out.exists()
+    try:
+        options = options_from_args(args)
+        options.preprocess.check_brain = True  # refuse a FLAIR that is not a brain (e.g. a spine volume)
+        spine = [(path, args.spine_contrast) for path in args.spine]
+        result = Analyzer(options, contrasts=contrasts).run(inputs, args.out, spine=spine)
+    except BaseException:
+        if created:  # leave no trace of a failed run: remove the folder it made if still empty
+            try:
+                args.out.rmdir()
+            except OSError:
+                pass
+        raise
     summary = {k: result.report[k] for k in ("lesion_count", "total_volume_ml")}
+    if result.report.get("spine"):
+        summary["spinal_cord_lesions"] = result.report["regions"]["spinal_cord"]["count"]
+    summary["dis_met"] = (result.report.get("mcdonald_dis") or {}).get("met")
     summary["model"] = result.report["model"]["id"]
     summary["out"] = str(args.out)
     print(json.dumps(summary))

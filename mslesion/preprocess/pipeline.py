@@ -8,9 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from scipy import ndimage
+
 from ..volume import Volume
-from .brain import foreground_mask
+from .bias import n4_correct
+from .brain import brain_ml_plausible, check_brain_plausible, extract_brain, foreground_mask
 from .normalize import robust_zscore
+from .qc import save_step
+from .registration import register_rigid, resample_moving
 from .resample import isotropic_grid, reorient_canonical, resample_like, resample_to_grid
 
 log = logging.getLogger(__name__)
@@ -23,6 +28,9 @@ class PreprocessOptions:
     spacing_mm: float = 1.0
     bias_correction: bool = True
     skull_strip: bool = True
+    coregister: bool = True
+    #: refuse a FLAIR whose brain mask is not brain-sized (e.g. a spine volume)
+    check_brain: bool = False
     save_dir: Path | None = None
 
 
@@ -45,22 +53,74 @@ class Preprocessed:
 
 
 def preprocess(inputs: dict[str, Volume], options: PreprocessOptions | None = None) -> Preprocessed:
-    """Bring ``inputs`` (keys 'flair', optional 't1', 't2') onto one normalised working grid."""
+    """Bring ``inputs`` (keys 'flair', optional 't1', 't2') onto one normalised working grid.
+
+    Steps: RAS reorientation and resampling of the FLAIR to ``spacing_mm`` isotropic
+    (the working grid), N4 bias correction, brain extraction (with a plausibility
+    check that the FLAIR is a brain), rigid MI co-registration of the other
+    contrasts to the FLAIR followed by their own N4, and ``robust_zscore``
+    normalisation inside the brain mask.
+    """
     options = options or PreprocessOptions()
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+    save = Path(options.save_dir) if options.save_dir is not None else None
+    clock = _Clock(timings)
     native = inputs["flair"]
     canon = reorient_canonical(native)
     shape, affine = isotropic_grid(canon, options.spacing_mm)
     flair = resample_to_grid(canon, shape, affine, order=1)
-    timings["resample"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    mask = foreground_mask(flair.data)
-    timings["brain_mask"] = time.perf_counter() - t0
+    clock.lap("resample")
+    save_step(save, "flair_resampled", flair)
+    head = foreground_mask(flair.data)
+    if options.bias_correction:
+        flair = n4_correct(flair, head)
+        clock.lap("n4_flair")
+        save_step(save, "flair_n4", flair, head)
+    mask, found = head, {}
+    if options.skull_strip:
+        mask_vol = extract_brain(flair, "flair")
+        mask = mask_vol.data.astype(bool)
+        found = {k: mask_vol.meta[k] for k in ("brain_method", "in_head_fraction", "to_mni") if k in mask_vol.meta}
+    clock.lap("brain_mask")
+    brain = flair.with_data(mask.astype(np.uint8), **found)
+    if options.check_brain:
+        check_brain_plausible(brain, native.path)
+    elif options.skull_strip and not brain_ml_plausible(brain):
+        log.warning("%s: brain mask of %.0f ml is implausible; using the head foreground instead",
+                    native.path, mask.sum() * flair.voxel_volume_ml)
+        mask = head
+        brain = flair.with_data(mask.astype(np.uint8))
+    save_step(save, "brain_mask", flair, mask)
     images = {"flair": flair.with_data(robust_zscore(flair.data, mask))}
+    save_step(save, "flair", images["flair"], mask)
+    reg_mask = ndimage.binary_dilation(mask, iterations=3) if mask.any() else None
     for name, vol in inputs.items():
         if name == "flair":
             continue
-        moved = resample_to_grid(vol, shape, affine, order=1)
+        moving = reorient_canonical(vol)
+        if options.coregister:
+            transform = register_rigid(flair, moving, fixed_mask=reg_mask)
+        else:
+            transform = np.eye(4)
+        moved = resample_moving(moving, flair, transform, order=1)
+        moved = Volume(moved.data, moved.affine, vol.path, {**moved.meta, "to_flair": transform})
+        clock.lap(f"register_{name}")
+        if options.bias_correction:
+            moved = n4_correct(moved, reg_mask if reg_mask is not None else foreground_mask(moved.data))
+            clock.lap(f"n4_{name}")
         images[name] = moved.with_data(robust_zscore(moved.data, mask))
-    return Preprocessed(native=native, images=images, brain_mask=flair.with_data(mask), timings=timings)
+        save_step(save, name, images[name], mask)
+    timings["total"] = sum(timings.values())
+    return Preprocessed(native=native, images=images, brain_mask=brain, timings=timings)
+
+
+class _Clock:
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.t0 = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self.t0, 3)
+        self.t0 = now
+

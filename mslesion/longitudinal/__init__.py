@@ -1,0 +1,9 @@
+"""Longitudinal comparison of two scans: new, enlarging, shrinking and disappearing lesions."""
+from __future__ import annotations
+
+from .change import ChangeMaps, ChangeOptions, detect_changes
+from .compare import CompareOptions, CompareResult, compare_scans
+from .transforms import read_itk_transform
+
+__all__ = ["ChangeMaps", "ChangeOptions", "CompareOptions", "CompareResult", "compare_scans", "detect_changes",
+           "read_itk_transform"]

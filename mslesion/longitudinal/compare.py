@@ -1,0 +1,286 @@
+"""Compare a follow-up scan with a baseline scan: new, enlarging, shrinking and disappearing lesions.
+
+    from mslesion.longitudinal import compare_scans
+    result = compare_scans({"flair": "ses-1_FLAIR.nii.gz"}, {"flair": "ses-2_FLAIR.nii.gz"}, "out/")
+
+Steps: load and check both time points; preprocess each (working grid, N4,
+normalisation: :func:`mslesion.preprocess.preprocess`) with brain extraction on the
+baseline only; register the follow-up to the baseline (rigid, mutual information,
+baseline brain mask: ``preprocess.registration.register_rigid``) and map the
+baseline brain mask onto the follow-up, so both time points share one mask;
+segment both with the same segmenter; bring the follow-up onto the baseline
+working grid; detect changes jointly (:func:`~mslesion.longitudinal.change.detect_changes`);
+locate them (McDonald regions, :func:`mslesion.location.locate`); write label
+masks on both native grids, a table, a QC page and ``compare_report.json`` (last).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from .. import __version__
+from ..errors import InputError
+from ..io import load_volume
+from ..lesions import Lesion
+from ..location import LocationResult, locate
+from ..pipeline import AnalyzeOptions, load_inputs, prepare_out_dir
+from ..preprocess import Preprocessed, preprocess
+from ..preprocess.normalize import robust_zscore
+from ..preprocess.resample import isotropic_grid, resample_like, resample_to_grid
+from ..report import sha256_of
+from ..segment import Segmenter, load_segmenter
+from ..volume import Volume
+from .change import KINDS, ChangeMaps, ChangeOptions, detect_changes
+from .transforms import rigid_parameters
+
+log = logging.getLogger(__name__)
+
+#: grid spacing (mm) of the images handed to rigid registration
+REGISTRATION_MM = 2.0
+
+OUTPUT_FILES = ("new_enlarging_baseline.nii.gz", "new_enlarging_followup.nii.gz", "changes_baseline.nii.gz",
+                "changes_followup.nii.gz", "change_labels_baseline.nii.gz", "changes.csv", "compare_report.json")
+
+
+@dataclass
+class CompareOptions:
+    """Settings of a comparison: segmentation/preprocessing (``analyze``) and change thresholds."""
+
+    analyze: AnalyzeOptions = field(default_factory=AnalyzeOptions)
+    change: ChangeOptions = field(default_factory=ChangeOptions)
+    #: optional brain mask in the baseline's world space (any grid) replacing the automatic one
+    brain_mask: Path | None = None
+
+
+@dataclass
+class CompareResult:
+    """What a comparison produced (also written to ``out_dir``)."""
+
+    changes: ChangeMaps
+    kinds_baseline: Volume
+    kinds_followup: Volume
+    lesions: list[Lesion]
+    location: LocationResult
+    transform: np.ndarray
+    report: dict
+    out_dir: Path | None = None
+    #: change component ids (the ``id`` column of changes.csv) on the baseline native grid
+    labels_baseline: Volume | None = None
+
+    @property
+    def new_enlarging_baseline(self) -> Volume:
+        return self.kinds_baseline.with_data(np.isin(self.kinds_baseline.data, (1, 2)).astype(np.uint8))
+
+    @property
+    def new_enlarging_followup(self) -> Volume:
+        return self.kinds_followup.with_data(np.isin(self.kinds_followup.data, (1, 2)).astype(np.uint8))
+
+
+def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, str | Path | None],
+                  out_dir: str | Path | None = None, options: CompareOptions | None = None,
+                  segmenter: Segmenter | None = None) -> CompareResult:
+    """Detect lesion change from ``baseline`` to ``followup`` (dicts of contrast -> path, 'flair' required)."""
+    opts = options or CompareOptions()
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    vols0 = _load("baseline", baseline)
+    vols1 = _load("follow-up", followup)
+    if set(vols0) != set(vols1):
+        log.info("contrasts differ between time points (%s vs %s); using the shared ones",
+                 sorted(vols0), sorted(vols1))
+        shared = set(vols0) & set(vols1)
+        vols0 = {k: v for k, v in vols0.items() if k in shared}
+        vols1 = {k: v for k, v in vols1.items() if k in shared}
+    given = load_volume(opts.brain_mask, role="brain mask") if opts.brain_mask is not None else None
+    out = prepare_out_dir(out_dir) if out_dir is not None else None
+    from ..preprocess.registration import register_rigid, resample_moving  # issue 3 (preprocessing)
+
+    aopts = opts.analyze
+    t0 = time.perf_counter()
+    # brain extraction runs once, on the baseline (unless a mask is given); the follow-up gets the
+    # baseline mask through the registration: same head, and one mask for both time points
+    pre0 = preprocess(vols0, replace(aopts.preprocess, skull_strip=aopts.preprocess.skull_strip and given is None))
+    pre1 = preprocess(vols1, replace(aopts.preprocess, skull_strip=False))
+    if given is not None:
+        mask0 = resample_like(given.with_data((given.data > 0).astype(np.float32)), pre0.flair, order=0).data > 0
+        if mask0.sum() < 1000:
+            raise InputError(opts.brain_mask, "brain mask covers almost none of the baseline image")
+        pre0 = _with_brain(pre0, mask0)
+    timings["preprocess_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fixed, fmask = _registration_view(pre0.flair, pre0.brain_mask.data > 0)
+    moving, _ = _registration_view(pre1.flair, pre1.brain_mask.data > 0)
+    transform = register_rigid(fixed, moving, fixed_mask=fmask)
+    timings["register_s"] = time.perf_counter() - t0
+    log.info("follow-up -> baseline: %s", rigid_parameters(transform))
+    back = np.linalg.inv(transform)  # follow-up world -> baseline world
+    mask1 = resample_moving(pre0.brain_mask.with_data(pre0.brain_mask.data.astype(np.float32)), pre1.flair, back, 1)
+    pre1 = _with_brain(pre1, mask1.data >= 0.5)
+    seg = segmenter or load_segmenter(aopts.model, contrasts=set(vols0), device=aopts.device)
+    threshold = aopts.threshold if aopts.threshold is not None else seg.threshold
+    t0 = time.perf_counter()
+    prob0 = seg.predict(pre0)
+    prob1 = seg.predict(pre1)
+    timings["segment_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    f1 = resample_moving(pre1.flair, pre0.flair, transform, order=1)
+    p1 = resample_moving(prob1, pre0.flair, transform, order=1)
+    fov1 = resample_moving(pre1.flair.with_data(np.ones(pre1.flair.shape, np.float32)), pre0.flair, transform, 1)
+    brain = (pre0.brain_mask.data > 0) & (fov1.data >= 0.99)
+    changes = _detect_in_box(pre0.flair.data, f1.data, prob0.data, p1.data, brain, pre0.flair.zooms, threshold,
+                             opts.change)
+    timings["detect_s"] = time.perf_counter() - t0
+    kinds_work = pre0.flair.with_data(changes.kinds.astype(np.float32))
+    comps_work = pre0.flair.with_data(changes.components.astype(np.float32))
+    kinds0 = _as_uint8(pre0.to_native(kinds_work, order=0))
+    comps0 = pre0.to_native(comps_work, order=0)
+    kinds1 = _as_uint8(resample_moving(kinds_work, pre1.native, back, order=0))
+    t0 = time.perf_counter()
+    labels0, lesions = _lesions_on_grid(comps0, changes)
+    location = locate(labels0, lesions, pre0, aopts.location)
+    timings["location_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t_start
+    report = build_compare_report(vols0, vols1, seg, threshold, changes, lesions, location, transform, timings, opts)
+    result = CompareResult(changes, kinds0, kinds1, lesions, location, transform, report, out,
+                           comps0.with_data(labels0.astype(np.int16)))
+    if out is not None:
+        from .outputs import write_compare_outputs
+
+        write_compare_outputs(result, out, pre0, f1)
+    return result
+
+
+def _detect_in_box(f0: np.ndarray, f1: np.ndarray, p0: np.ndarray, p1: np.ndarray, brain: np.ndarray,
+                   spacing: tuple[float, float, float], threshold: float, options: ChangeOptions) -> ChangeMaps:
+    """Run :func:`detect_changes` on the brain's bounding box only (much faster), then paste back."""
+    if not brain.any():
+        raise InputError(None, "the brain masks of the two time points do not overlap after registration")
+    idx = np.nonzero(brain)
+    margin = 8
+    box = tuple(slice(max(0, int(i.min()) - margin), min(n, int(i.max()) + margin + 1))
+                for i, n in zip(idx, brain.shape))
+    found = detect_changes(f0[box], f1[box], np.clip(p0[box], 0, 1), np.clip(p1[box], 0, 1), brain[box], spacing,
+                           threshold, options)
+    kinds = np.zeros(brain.shape, found.kinds.dtype)
+    comps = np.zeros(brain.shape, found.components.dtype)
+    kinds[box] = found.kinds
+    comps[box] = found.components
+    return ChangeMaps(kinds, comps, found.table, found.noise_sigma)
+
+
+def _with_brain(pre: Preprocessed, mask: np.ndarray) -> Preprocessed:
+    """``pre`` with ``mask`` as its brain mask and every image re-normalised inside it.
+
+    ``robust_zscore`` is affine in the intensities, so re-applying it inside the new mask gives
+    the model's input contract (brain median 0, (p99 - p1) / 4 = 1) whatever mask came first.
+    """
+    if mask.sum() < 1000:
+        raise InputError(pre.native.path, "the brain mask mapped onto this scan covers almost none of it; "
+                                          "are both scans of the same head?")
+    images = {k: v.with_data(robust_zscore(v.data, mask)) for k, v in pre.images.items()}
+    return Preprocessed(native=pre.native, images=images, brain_mask=pre.flair.with_data(mask.astype(np.uint8)),
+                        timings=pre.timings)
+
+
+def _registration_view(vol: Volume, mask: np.ndarray, spacing: float = REGISTRATION_MM,
+                       margin_mm: float = 12.0) -> tuple[Volume, np.ndarray]:
+    """The brain's bounding box (plus a margin) on a coarser grid, intensities made non-negative.
+
+    Registration's finest level works at about this spacing anyway; handing it a small image
+    instead of the whole 1 mm working grid makes it several times faster.  The transform is in
+    world millimetres, so it applies unchanged to the full-resolution grids.
+    """
+    if not mask.any():
+        mask = np.ones(vol.shape, bool)
+    idx = np.nonzero(mask)
+    pad = int(np.ceil(margin_mm / min(vol.zooms)))
+    box = tuple(slice(max(0, int(i.min()) - pad), min(n, int(i.max()) + pad + 1)) for i, n in zip(idx, vol.shape))
+    offset = np.eye(4)
+    offset[:3, 3] = [b.start for b in box]
+    data = vol.data[box]
+    crop = Volume(np.ascontiguousarray(data - float(data.min())), vol.affine @ offset, vol.path, dict(vol.meta))
+    shape, affine = isotropic_grid(crop, spacing)
+    small = resample_to_grid(crop, shape, affine, order=1)
+    small_mask = resample_to_grid(crop.with_data(mask[box].astype(np.float32)), shape, affine, order=1).data >= 0.5
+    return small, ndimage.binary_dilation(small_mask, iterations=2)
+
+
+def _load(when: str, paths: dict[str, str | Path | None]) -> dict[str, Volume]:
+    if not paths.get("flair"):
+        raise InputError(None, f"a {when} FLAIR image is required")
+    return load_inputs({k: v for k, v in paths.items() if v})
+
+
+def _as_uint8(vol: Volume) -> Volume:
+    return vol.with_data(np.rint(vol.data).astype(np.uint8))
+
+
+def _lesions_on_grid(comps: Volume, changes: ChangeMaps) -> tuple[np.ndarray, list[Lesion]]:
+    """One Lesion per change component, measured on ``comps``'s grid (ids = component labels)."""
+
+    labels = np.rint(comps.data).astype(np.int32)
+    lesions: list[Lesion] = []
+    n = len(changes.table)
+    counts = np.bincount(labels.ravel(), minlength=n + 1)
+    present = [c for c in changes.table if counts[c.label] > 0]
+    ids = [c.label for c in present]
+    centres = ndimage.center_of_mass(np.ones_like(labels, np.uint8), labels, ids) if present else []
+    for comp, centre in zip(present, centres):
+        world = comps.affine @ np.append(np.asarray(centre, float), 1.0)
+        lesions.append(Lesion(id=comp.label, voxels=int(counts[comp.label]), volume_ml=round(comp.change_mm3 / 1000, 5),
+                              centroid_x=round(float(world[0]), 2), centroid_y=round(float(world[1]), 2),
+                              centroid_z=round(float(world[2]), 2),
+                              extra={"change": comp.kind, "baseline_volume_ml": round(comp.baseline_mm3 / 1000, 5),
+                                     "followup_volume_ml": round(comp.followup_mm3 / 1000, 5),
+                                     "peak_z": comp.peak_z, "mean_z": comp.mean_z,
+                                     "lesion_probability": comp.lesion_probability}))
+    missing = n - len(present)
+    if missing:
+        log.info("%d tiny change component(s) vanished when resampled to the native grid", missing)
+    return labels, lesions
+
+
+def build_compare_report(vols0: dict[str, Volume], vols1: dict[str, Volume], seg: Segmenter, threshold: float,
+                         changes: ChangeMaps, lesions: list[Lesion], location: LocationResult,
+                         transform: np.ndarray, timings: dict[str, float], opts: CompareOptions) -> dict:
+    summary = {kind: {"count": changes.count(kind), "volume_ml": round(changes.volume_mm3(kind) / 1000, 4)}
+               for kind in KINDS.values()}
+    regions: dict[str, dict[str, int]] = {}
+    for les in lesions:
+        kind = les.extra["change"]
+        regions.setdefault(kind, {})
+        regions[kind][les.region] = regions[kind].get(les.region, 0) + 1
+    n_new = summary["new"]["count"]
+    return {
+        "changes": summary,
+        "new_or_enlarging_count": n_new + summary["enlarging"]["count"],
+        "new_or_enlarging_volume_ml": round(summary["new"]["volume_ml"] + summary["enlarging"]["volume_ml"], 4),
+        "regions_by_change": regions,
+        "regions": location.regions,
+        # dissemination in space is a property of all lesions at one time point (see `analyze`),
+        # not of the changes, so it is deliberately not reported here
+        "new_lesion_evidence": {
+            "new_t2_lesion": n_new > 0,
+            "new_lesions": n_new,
+            "enlarging_lesions": summary["enlarging"]["count"],
+            "meaning": "MRI research measure of dissemination in time: at least one new T2-hyperintense "
+                       "lesion on the follow-up compared with the baseline (McDonald 2017 DIT wording). "
+                       "Automated, not a diagnosis; confirm on the images.",
+        },
+        "registration": {"followup_to_baseline_ras": np.round(transform, 6).tolist(), **rigid_parameters(transform)},
+        "inputs": {
+            f"{when}_{name}": {"path": str(v.path), "sha256": sha256_of(v.path) if v.path else None,
+                               "shape": list(v.shape), "voxel_size_mm": [round(z, 4) for z in v.zooms]}
+            for when, vols in (("baseline", vols0), ("followup", vols1)) for name, v in vols.items()
+        },
+        "model": {"id": seg.model_id, "kind": seg.kind, "threshold": threshold},
+        "settings": {"change": dict(opts.change.__dict__), "device": opts.analyze.device,
+                     "noise_sigma": round(changes.noise_sigma, 5)},
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "mslesion_version": __version__,
+    }

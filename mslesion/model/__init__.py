@@ -1,0 +1,136 @@
+"""Trained lesion segmentation models (3-D U-Net) and their loading.
+
+    seg = load_model_segmenter("auto", contrasts={"flair", "t1"}, device="auto")
+    prob = seg.predict(preprocessed)   # Volume on the working grid
+
+``"auto"`` picks the FLAIR+T1(+T2) model when a T1 is given, else the FLAIR-only
+default.  A model is a folder ``models/<id>/`` (see :mod:`mslesion.model.store`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import ModelError
+from ..volume import Volume
+from .inference import resolve_device, sliding_window_predict
+from .store import ModelSpec, load_network, models_root, read_spec
+
+if TYPE_CHECKING:  # keep this package importable where preprocessing's extras are missing
+    from ..preprocess import Preprocessed
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FLAIR_MODEL = "mslesion-flair-v1"
+DEFAULT_MULTI_MODEL = "mslesion-flair-t1-t2-v1"
+
+
+class ModelSegmenter:
+    """A trained U-Net, loaded once, applied to many preprocessed subjects."""
+
+    kind = "trained"
+
+    def __init__(self, spec: ModelSpec, device: str = "auto", tta: bool | None = None) -> None:
+        self.spec = spec
+        self.model_id = spec.model_id
+        self.threshold = spec.threshold
+        self.device = resolve_device(device)
+        self.net = load_network(spec, self.device)
+        inf = spec.inference
+        # training-size windows (instance norm); flip TTA (8x cost) by default on accelerators only
+        where = "cpu" if self.device.type == "cpu" else "accelerator"
+        self.window = tuple(int(w) for w in (inf.get(f"window_{where}") or spec.patch_size))
+        self.overlap = float(inf.get(f"overlap_{where}", 0.5))
+        self.tta = bool(inf.get(f"tta_{where}", where != "cpu"))
+        if tta is not None:
+            self.tta = tta
+        self.margin = int(inf.get("brain_margin_vox", 8))
+        self.divisor = 2 ** (int(spec.architecture.get("levels", 4)) - 1)
+        log.info("model %s on %s (tta=%s, window=%s)", self.model_id, self.device, self.tta, self.window)
+
+    def input_array(self, pre: "Preprocessed") -> np.ndarray:
+        """Stack the model's channels (C, D, H, W); an optional contrast that is absent is zeros."""
+        chans = []
+        for name in self.spec.channels:
+            if name in pre.images:
+                chans.append(pre.images[name].data.astype(np.float32))
+            elif name in self.spec.required:
+                raise ModelError(self.spec.folder, f"model needs a {name.upper()} image, which was not given")
+            else:
+                chans.append(np.zeros(pre.flair.shape, np.float32))
+        return np.stack(chans)
+
+    def predict(self, pre: "Preprocessed") -> Volume:
+        """Lesion probability on the working grid, zero outside the (dilated) brain mask."""
+        t0 = time.perf_counter()
+        image = self.input_array(pre)
+        brain = pre.brain_mask.data > 0
+        if not brain.any():
+            brain = np.ones(brain.shape, bool)
+        box = bounding_box(brain, self.margin)
+        prob = np.zeros(pre.flair.shape, np.float32)
+        prob[box] = sliding_window_predict(self.net, image[(slice(None), *box)], self.window, self.overlap,
+                                           self.device, tta=self.tta, divisor=self.divisor)
+        keep = ndimage.binary_dilation(brain, iterations=2)
+        prob[~keep] = 0.0
+        log.info("model %s predicted %s in %.1f s", self.model_id, pre.flair.shape, time.perf_counter() - t0)
+        return pre.flair.with_data(prob)
+
+
+def bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
+    idx = np.nonzero(mask)
+    return tuple(slice(max(0, int(i.min()) - margin), min(s, int(i.max()) + margin + 1))  # type: ignore[return-value]
+                 for i, s in zip(idx, mask.shape))
+
+
+def resolve_model_folder(model: str, contrasts: set[str]) -> Path:
+    """'auto' -> default model for the contrasts; an id -> models/<id>; else a folder path."""
+    root = models_root()
+    if model == "auto":
+        multi = root / DEFAULT_MULTI_MODEL
+        if "t1" in contrasts and (multi / "model.json").is_file() and read_spec(multi).raw.get("auto_select", True):
+            return multi
+        return root / DEFAULT_FLAIR_MODEL
+    if (root / model / "model.json").is_file():
+        return root / model
+    path = Path(model)
+    if path.is_dir():
+        return path
+    raise ModelError(root / model, f"no model '{model}' (neither models/{model}/ nor a folder)")
+
+
+_CACHE: dict[tuple[str, str, bool | None], ModelSegmenter] = {}
+
+
+def load_model_segmenter(model: str = "auto", contrasts: set[str] | None = None, device: str = "auto",
+                         tta: bool | None = None):
+    """Load (once per process) the trained segmenter for ``model`` and ``contrasts``.
+
+    With ``model="auto"`` and no trained model installed, falls back to the
+    classical threshold baseline with a warning (the report records its kind).
+    """
+    contrasts = set(contrasts or {"flair"})
+    folder = resolve_model_folder(model, contrasts)
+    if model == "auto" and not (folder / "model.json").is_file():
+        from ..segment.baseline import ThresholdSegmenter
+
+        log.warning("no trained model in %s; using the classical threshold baseline", folder)
+        return ThresholdSegmenter()
+    spec = read_spec(folder)
+    missing = spec.required - contrasts
+    if missing:
+        raise ModelError(folder, f"model {spec.model_id} needs contrasts {sorted(missing)} that were not given")
+    key = (str(folder.resolve()), str(resolve_device(device)), tta)
+    if key not in _CACHE:
+        _CACHE[key] = ModelSegmenter(spec, device=device, tta=tta)
+    return _CACHE[key]
+
+
+__all__ = ["ModelSegmenter", "load_model_segmenter", "resolve_model_folder", "DEFAULT_FLAIR_MODEL",
+           "DEFAULT_MULTI_MODEL"]

@@ -1,0 +1,135 @@
+"""Batch augmentation on the training device (GPU or CPU), pure torch.
+
+Spatial: random rotation, scaling, flips, translation and a smooth elastic
+field, applied by one ``grid_sample`` from the whole case volume, so patches
+have no border artefacts.  Intensity: per-channel contrast/brightness, gamma,
+smooth multiplicative bias field, Gaussian noise, blur, and simulated thick
+slices / low resolution (average along one axis, then upsample).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AugmentConfig:
+    rotate_deg: float = 15.0
+    scale: tuple[float, float] = (0.85, 1.2)
+    flip: bool = True
+    elastic_mm: float = 3.0
+    p_elastic: float = 0.3
+    p_gamma: float = 0.5
+    p_bias: float = 0.5
+    bias_strength: float = 0.35
+    p_noise: float = 0.3
+    noise_std: float = 0.1
+    p_blur: float = 0.15
+    p_lowres: float = 0.35
+    lowres_factor: tuple[float, float] = (2.0, 6.0)
+    p_drop_channel: float = 0.2
+
+
+def random_rotation(n: int, max_deg: float, gen: torch.Generator) -> torch.Tensor:
+    """``n`` rotation matrices (on the CPU) from three random Euler angles (uniform in +-max_deg)."""
+    ang = (torch.rand(n, 3, generator=gen) * 2 - 1) * math.radians(max_deg)
+    c, s = torch.cos(ang), torch.sin(ang)
+    one, zero = torch.ones(n), torch.zeros(n)
+    rx = torch.stack([one, zero, zero, zero, c[:, 0], -s[:, 0], zero, s[:, 0], c[:, 0]], 1).view(n, 3, 3)
+    ry = torch.stack([c[:, 1], zero, s[:, 1], zero, one, zero, -s[:, 1], zero, c[:, 1]], 1).view(n, 3, 3)
+    rz = torch.stack([c[:, 2], -s[:, 2], zero, s[:, 2], c[:, 2], zero, zero, zero, one], 1).view(n, 3, 3)
+    return rz @ ry @ rx
+
+
+def sample_patch(volume: torch.Tensor, centre: torch.Tensor, patch: tuple[int, int, int], cfg: AugmentConfig | None,
+                 gen: torch.Generator) -> torch.Tensor:
+    """Resample one patch (C, *patch) around ``centre`` (voxel index, float) from ``volume`` (C, D, H, W).
+
+    ``gen`` is a CPU generator (random parameters are drawn on the CPU, so the GPU never
+    waits on a host sync).  With ``cfg`` None the patch is a plain crop (zero padding outside).
+    """
+    dev = volume.device
+    shape = torch.tensor(volume.shape[1:], dtype=torch.float32, device=dev)
+    axes = [torch.arange(p, dtype=torch.float32, device=dev) - (p - 1) / 2 for p in patch]
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)  # (*patch, 3) offsets in voxels
+    if cfg is not None:
+        rot = random_rotation(1, cfg.rotate_deg, gen)[0]
+        lo, hi = cfg.scale
+        iso = lo + (hi - lo) * torch.rand(1, generator=gen)
+        scale = iso * (0.92 + 0.16 * torch.rand(3, generator=gen))  # mostly isotropic
+        if cfg.flip:
+            scale = scale * torch.where(torch.rand(3, generator=gen) < 0.5, -1.0, 1.0)
+        grid = grid @ (rot * scale[None, :]).T.to(dev)
+        if _rand(gen) < cfg.p_elastic:
+            coarse = (torch.randn(1, 3, 5, 5, 5, generator=gen) * cfg.elastic_mm).to(dev)
+            field = F.interpolate(coarse, size=patch, mode="trilinear", align_corners=True)[0]
+            grid = grid + field.permute(1, 2, 3, 0)
+    pos = grid + centre.to(dev).float()
+    norm = pos / (shape - 1) * 2 - 1  # voxel index -> [-1, 1]
+    norm = norm.flip(-1)  # grid_sample wants (x=W, y=H, z=D)
+    out = F.grid_sample(volume[None], norm[None], mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out[0]
+
+
+def _smooth_field(size: tuple[int, int, int], points: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    coarse = torch.randn(1, 1, points, points, points, generator=gen).to(device)
+    return F.interpolate(coarse, size=size, mode="trilinear", align_corners=True)
+
+
+def _rand(gen: torch.Generator) -> float:
+    return float(torch.rand(1, generator=gen).item())
+
+
+def intensity_augment(img: torch.Tensor, present: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator,
+                      noise_gen: torch.Generator | None = None) -> torch.Tensor:
+    """Augment a batch (N, C, D, H, W); ``present`` (N, C) marks real channels (absent ones stay 0).
+
+    ``gen`` is a CPU generator for the random parameters, ``noise_gen`` one on ``img``'s device for noise.
+    """
+    n, c = img.shape[:2]
+    size = tuple(img.shape[2:])
+    dev = img.device
+    out = img.clone()
+    for b in range(n):
+        x = out[b]
+        if _rand(gen) < cfg.p_bias:
+            field = torch.exp(_smooth_field(size, 4, gen, dev)[0] * cfg.bias_strength * _rand(gen))
+            x = (x - x.amin()) * field + x.amin()
+        if _rand(gen) < cfg.p_gamma:
+            for ch in range(c):
+                lo, hi = x[ch].amin(), x[ch].amax()
+                span = (hi - lo).clamp_min(1e-3)
+                gamma = math.exp((_rand(gen) * 2 - 1) * 0.4)
+                x[ch] = ((x[ch] - lo) / span).clamp(0, 1) ** gamma * span + lo
+        if _rand(gen) < cfg.p_lowres:
+            axis = int(_rand(gen) * 3) % 3
+            f = cfg.lowres_factor[0] + (cfg.lowres_factor[1] - cfg.lowres_factor[0]) * _rand(gen)
+            low = list(size)
+            low[axis] = max(4, int(round(size[axis] / f)))
+            x = F.interpolate(F.adaptive_avg_pool3d(x[None], tuple(low)), size=size, mode="trilinear",
+                              align_corners=False)[0]
+        if _rand(gen) < cfg.p_blur:
+            k = torch.tensor([0.25, 0.5, 0.25], device=dev)
+            for axis in range(3):
+                shape = [1, 1, 1, 1, 1]
+                shape[2 + axis] = 3
+                pad = [0, 0, 0, 0, 0, 0]
+                pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = 1
+                xp = F.pad(x[:, None], pad, mode="replicate")
+                x = F.conv3d(xp, k.view(shape))[:, 0]
+        # contrast / brightness per channel
+        scale = torch.exp((torch.rand(c, 1, 1, 1, generator=gen) * 2 - 1) * 0.25).to(dev)
+        shift = ((torch.rand(c, 1, 1, 1, generator=gen) * 2 - 1) * 0.2).to(dev)
+        x = x * scale + shift
+        if _rand(gen) < cfg.p_noise:
+            x = x + torch.randn(x.shape, generator=noise_gen, device=dev) * (cfg.noise_std * _rand(gen))
+        # optional channels (t1/t2) are sometimes dropped so the model copes without them
+        for ch in range(1, c):
+            if _rand(gen) < cfg.p_drop_channel:
+                x[ch] = 0
+        x = x * present[b].view(c, 1, 1, 1)
+        out[b] = x
+    return out

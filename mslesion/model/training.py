@@ -1,0 +1,250 @@
+"""Training of the lesion U-Net from the npz cases made by ``scripts/prepare_training_data.py``.
+
+Imports only torch/numpy (and this package's pure-torch modules), so it runs on a
+machine with nothing else installed.  Patches are drawn around lesions (a fixed
+fraction) or anywhere in the brain, augmented on the training device, and fitted
+with Dice + BCE.  The learning rate decays with progress, where progress is the
+larger of iterations done / ``iterations`` and seconds spent / ``max_seconds``,
+so a time-boxed run still finishes its schedule.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import AugmentConfig, intensity_augment, sample_patch
+from .inference import resolve_device, sliding_window_predict
+from .unet import UNet3D
+
+log = logging.getLogger(__name__)
+
+ALL_CHANNELS = ("flair", "t1", "t2")
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str
+    out_dir: str
+    channels: tuple[str, ...] = ("flair",)
+    holdout: tuple[str, ...] = ()
+    patch: tuple[int, int, int] = (112, 112, 112)
+    batch: int = 2
+    iterations: int = 3000
+    max_seconds: float = 1e9
+    lr: float = 2e-3
+    weight_decay: float = 3e-5
+    warmup: float = 0.03
+    base: int = 16
+    levels: int = 4
+    residual: bool = True
+    lesion_fraction: float = 0.6
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    log_every: int = 25
+    infer_window: tuple[int, int, int] = (160, 192, 160)
+    infer_overlap: float = 0.25
+    holdout_tta: bool = True
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def architecture(self) -> dict:
+        return {"name": "UNet3D", "in_channels": len(self.channels), "base": self.base, "levels": self.levels,
+                "residual": self.residual}
+
+
+@dataclass
+class Case:
+    case_id: str
+    subject: str
+    volume: torch.Tensor       # (C + 1, D, H, W): channels then soft label
+    present: torch.Tensor      # (C,)
+    lesion_idx: torch.Tensor   # (n, 3) voxel indices with label > 0 (CPU)
+    brain_idx: torch.Tensor    # (m, 3) voxel indices inside the brain (CPU, subsampled)
+
+
+def load_cases(data_dir: Path, channels: tuple[str, ...], exclude: tuple[str, ...], device: torch.device,
+               rng: np.random.Generator) -> list[Case]:
+    """Load every case of ``data_dir/cases.json`` whose subject is not in ``exclude``."""
+    meta = json.loads((data_dir / "cases.json").read_text())
+    chan_idx = [ALL_CHANNELS.index(c) for c in channels]
+    cases = []
+    for info in meta["cases"]:
+        if info["subject"] in exclude or info["case"] in exclude:
+            continue
+        if "flair" not in info["contrasts"]:
+            continue
+        with np.load(data_dir / f"{info['case']}.npz") as z:
+            image = z["image"][chan_idx].astype(np.float32)
+            present = z["present"][chan_idx].astype(np.float32)
+            label = z["labels"].astype(np.float32).mean(axis=0)  # average of raters: 0, 0.5, 1
+            brain = z["brain"] > 0
+        lesion_idx = np.argwhere(label > 0)
+        brain_idx = np.argwhere(brain)
+        if len(brain_idx) > 200_000:
+            brain_idx = brain_idx[rng.choice(len(brain_idx), 200_000, replace=False)]
+        vol = torch.from_numpy(np.concatenate([image, label[None]], 0)).to(device)
+        cases.append(Case(info["case"], info["subject"], vol, torch.from_numpy(present).to(device),
+                          torch.from_numpy(lesion_idx), torch.from_numpy(brain_idx)))
+        log.info("case %s: shape %s, %d lesion voxels", info["case"], image.shape, len(lesion_idx))
+    if not cases:
+        raise ValueError(f"no training cases left in {data_dir} after excluding {exclude}")
+    return cases
+
+
+def draw_batch(cases: list[Case], cfg: TrainConfig, gen: torch.Generator,
+               noise_gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One augmented batch: images (N, C, *patch) and soft labels (N, 1, *patch)."""
+    imgs, labs, pres = [], [], []
+    jitter = torch.tensor(cfg.patch, dtype=torch.float32) / 3
+    for _ in range(cfg.batch):
+        case = cases[int(torch.randint(len(cases), (1,), generator=gen))]
+        use_lesion = len(case.lesion_idx) > 0 and float(torch.rand(1, generator=gen)) < cfg.lesion_fraction
+        pool = case.lesion_idx if use_lesion else case.brain_idx
+        centre = pool[int(torch.randint(len(pool), (1,), generator=gen))].float()
+        centre = centre + (torch.rand(3, generator=gen) * 2 - 1) * jitter
+        patch = sample_patch(case.volume, centre, cfg.patch, cfg.augment, gen)
+        imgs.append(patch[:-1])
+        labs.append(patch[-1:])
+        pres.append(case.present)
+    img = intensity_augment(torch.stack(imgs), torch.stack(pres), cfg.augment, gen, noise_gen)
+    return img, torch.stack(labs).clamp(0, 1)
+
+
+def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice over the whole batch (stable with soft targets and empty patches)."""
+    logits = logits.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum()
+    dice = (2 * inter + 1.0) / (p.sum() + target.sum() + 1.0)
+    return bce + (1 - dice)
+
+
+def lr_at(progress: float, cfg: TrainConfig) -> float:
+    if progress < cfg.warmup:
+        return cfg.lr * max(progress / cfg.warmup, 0.02)
+    t = (progress - cfg.warmup) / max(1e-6, 1 - cfg.warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def _log_record(fh, it: int, losses: list[torch.Tensor], lr: float, t0: float) -> None:
+    rec = {"it": it, "loss": round(float(torch.stack(losses).mean()), 4), "lr": round(lr, 6),
+           "s": round(time.perf_counter() - t0, 1)}
+    fh.write(json.dumps(rec) + "\n")
+    fh.flush()
+    log.info("%s", rec)
+
+
+def _save_state(state: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train one model; writes ``weights.pt``, ``train_log.jsonl`` and ``train_summary.json`` to ``out_dir``."""
+    t_start = time.perf_counter()
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    np_rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    cases = load_cases(Path(cfg.data_dir), tuple(cfg.channels), tuple(cfg.holdout), device, np_rng)
+    net = UNet3D(len(cfg.channels), cfg.base, cfg.levels, cfg.residual).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    log_path = out / "train_log.jsonl"
+    log_fh = open(log_path, "w", encoding="utf-8")
+    t_train = time.perf_counter()
+    it, running = 0, []
+    net.train()
+    while True:
+        progress = max(it / cfg.iterations, (time.perf_counter() - t_train) / cfg.max_seconds)
+        if progress >= 1.0:
+            break
+        lr = lr_at(progress, cfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        img, lab = draw_batch(cases, cfg, gen, noise_gen)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            logits = net(img)
+        loss = dice_bce_loss(logits, lab)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 12.0)
+        scaler.step(opt)
+        scaler.update()
+        it += 1
+        running.append(loss.detach())
+        if it % cfg.log_every == 0:
+            _log_record(log_fh, it, running, lr, t_train)
+            running = []
+    if running:
+        _log_record(log_fh, it, running, lr_at(1.0, cfg), t_train)
+    log_fh.close()
+    train_s = time.perf_counter() - t_train
+    state = {k: v.detach().float().cpu() for k, v in net.state_dict().items()}
+    _save_state(state, out / "weights.pt")
+    summary = {"config": _jsonable(asdict(cfg)), "architecture": cfg.architecture(), "iterations": it,
+               "train_seconds": round(train_s, 1), "device": str(device),
+               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+               "torch": torch.__version__, "cases": [c.case_id for c in cases]}
+    if cfg.holdout:
+        summary["holdout_predictions"] = predict_holdout(net, cfg, device, out)
+    summary["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def predict_holdout(net: torch.nn.Module, cfg: TrainConfig, device: torch.device, out: Path) -> list[str]:
+    """Predict each held-out case (crop frame) and save it as ``pred_<case>.npz`` (uint8 probability x 255)."""
+    data_dir = Path(cfg.data_dir)
+    meta = json.loads((data_dir / "cases.json").read_text())
+    chan_idx = [ALL_CHANNELS.index(c) for c in cfg.channels]
+    net.eval()
+    written = []
+    for info in meta["cases"]:
+        if info["subject"] not in cfg.holdout and info["case"] not in cfg.holdout:
+            continue
+        with np.load(data_dir / f"{info['case']}.npz") as z:
+            image = z["image"][chan_idx].astype(np.float32)
+        t0 = time.perf_counter()
+        div = 2 ** (cfg.levels - 1)
+        # "accurate": training-size windows, 50 % overlap, 8 flips (accelerator default);
+        # "fast": one large window, 25 % overlap, no flips (CPU default)
+        accurate = sliding_window_predict(net, image, cfg.patch, 0.5, device, tta=cfg.holdout_tta, amp=cfg.amp,
+                                          divisor=div)
+        fast = sliding_window_predict(net, image, cfg.infer_window, cfg.infer_overlap, device, tta=False,
+                                      amp=cfg.amp, divisor=div)
+        np.savez_compressed(out / f"pred_{info['case']}.npz", accurate_u8=_quantise(accurate), fast_u8=_quantise(fast))
+        log.info("held-out %s predicted in %.1f s", info["case"], time.perf_counter() - t0)
+        written.append(info["case"])
+    return written
+
+
+def _quantise(prob: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(prob, 0, 1) * 255).astype(np.uint8)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj

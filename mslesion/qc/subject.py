@@ -1,0 +1,152 @@
+"""Per-subject QC: mosaics, lesion gallery and DIR/report.html."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import ndimage
+
+from ..lesions import Lesion, label_components
+from ..volume import Volume
+from .figures import (lesion_lut, lesion_points, lesion_strip, mosaic, orientation_note, region_colour, render_tile,
+                      save_png, thumbnail)
+from .html import write_report_html
+from .render import clip_box, intensity_window, label_tile, sample, world_box
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..pipeline import AnalysisResult
+
+log = logging.getLogger(__name__)
+
+#: at most this many lesions get a gallery thumbnail (largest first).
+MAX_GALLERY = 60
+MOSAIC_SLICES = {"axial": 12, "coronal": 8, "sagittal": 8}
+SUMMARY_KEYS = ("lesion_count", "total_volume_ml", "regions", "mcdonald_dis", "model", "inputs", "mslesion_version")
+
+
+def lesion_labels(mask: Volume, lesions: list[Lesion]) -> np.ndarray:
+    """Label image whose values are the lesions' ids (components matched by voxel count and centroid)."""
+    labels, n = label_components(np.asarray(mask.data) > 0, 26)
+    out = np.zeros(labels.shape, dtype=np.int32)
+    if n == 0 or not lesions:
+        return out
+    counts = np.bincount(labels.ravel(), minlength=n + 1)
+    remap = np.zeros(n + 1, dtype=np.int32)
+    if n == len(lesions) and all(0 < l.id <= n and counts[l.id] == l.voxels for l in lesions):
+        for les in lesions:  # same labelling as lesions.find_lesions: ids are the component numbers
+            remap[les.id] = les.id
+        return remap[labels]
+    cents = np.asarray(ndimage.center_of_mass(np.ones(labels.shape, np.uint8), labels, np.arange(1, n + 1)))
+    world = cents.reshape(-1, 3) @ mask.affine[:3, :3].T + mask.affine[:3, 3]
+    free = np.ones(n + 1, dtype=bool)
+    free[0] = False
+    for les in lesions:
+        target = np.array([les.centroid_x, les.centroid_y, les.centroid_z])
+        cost = np.sum((world - target) ** 2, axis=1) + 1e9 * (counts[1:] != les.voxels) + 1e18 * ~free[1:]
+        c = int(np.argmin(cost)) + 1
+        if free[c]:
+            remap[c] = les.id
+            free[c] = False
+    out = remap[labels]
+    return out
+
+
+def lesion_centre(labels: np.ndarray, les_id: int, affine: np.ndarray, target: np.ndarray,
+                  box: tuple[slice, ...] | None) -> tuple[np.ndarray, float]:
+    """World point of the lesion voxel nearest its centroid, and the lesion's largest world extent (mm)."""
+    off = np.array([s.start for s in box]) if box else np.zeros(3, int)
+    sub = labels[box] if box else labels
+    vox = np.argwhere(sub == les_id) + off
+    world = vox @ affine[:3, :3].T + affine[:3, 3]
+    best = world[int(np.argmin(np.sum((world - target) ** 2, axis=1)))]
+    half = np.abs(affine[:3, :3]).sum(axis=1) / 2
+    extent = float(np.max(world.max(axis=0) - world.min(axis=0) + 2 * half))
+    return best, extent
+
+
+def subject_summary(report: dict) -> dict:
+    """The part of report.json shown at the top of report.html (same keys and nesting)."""
+    summary = {k: report[k] for k in SUMMARY_KEYS if k in report}
+    if "inputs" in summary:
+        summary["inputs"] = {name: {k: v for k, v in info.items() if k != "sha256"}
+                             for name, info in summary["inputs"].items()}
+    return summary
+
+
+def key_figures(report: dict) -> dict:
+    """The few numbers a reader wants first: dotted report key -> (label, value)."""
+    figs = {"lesion_count": ("lesions", report.get("lesion_count")),
+            "total_volume_ml": ("total volume (mL)", report.get("total_volume_ml"))}
+    dis = report.get("mcdonald_dis")
+    if isinstance(dis, dict) and "met" in dis:
+        figs["mcdonald_dis.met"] = ("McDonald 2017 DIS met", dis["met"])
+    model = report.get("model") or {}
+    if "id" in model:
+        figs["model.id"] = ("model", model["id"])
+    return figs
+
+
+def write_subject_qc(result: "AnalysisResult", out_dir: Path, convention: str = "radiological") -> Path:
+    """Write DIR/qc/*.png and DIR/report.html for one analysis; returns the HTML path.
+
+    Also records its own duration as ``result.report["timings_s"]["qc_s"]`` when that dict exists.
+    """
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    qc = out_dir / "qc"
+    for old in qc.glob("lesion_*.png") if qc.is_dir() else ():
+        old.unlink(missing_ok=True)  # a previous run may have had more lesions
+    image = result.preprocessed.native
+    mask = result.lesion_mask
+    lesions = list(result.lesions)
+    ids = lesion_labels(mask, lesions)
+    labels = mask.with_data(ids)
+    regions = sorted({les.region or "unclassified" for les in lesions})
+    lut = lesion_lut(max((l.id for l in lesions), default=0),
+                     {les.id: region_colour(les.region, regions) for les in lesions})
+    legend = [(r, region_colour(r, regions)) for r in regions]
+    brain = result.preprocessed.brain_mask
+    has_brain = brain is not None and bool(np.any(brain.data))
+    head_box = world_box(image)
+    box = clip_box(world_box(brain, margin_mm=8.0), head_box) if has_brain else head_box
+    window = intensity_window(image, brain if has_brain else None)
+    pts = lesion_points(labels)
+    images: list[tuple[str, Path]] = []
+    best_axial = None
+    for view, n in MOSAIC_SLICES.items():
+        img, planes = mosaic(image, labels, lut, view, n=n, legend=legend, box=box, window=window, lesion_xyz=pts,
+                             title=f"{view.capitalize()} FLAIR slices with lesion outlines", convention=convention)
+        images.append((f"{view.capitalize()} slices", save_png(img, qc / f"{view}.png")))
+        if view == "axial" and planes:
+            best_axial = max(planes, key=lambda pl: int(np.count_nonzero(sample(labels, pl, order=0))))
+    gallery: list[tuple[str, Path, str]] = []
+    boxes = ndimage.find_objects(ids)
+    for les in sorted(lesions, key=lambda l: -l.volume_ml)[:MAX_GALLERY]:
+        box_l = boxes[les.id - 1] if les.id - 1 < len(boxes) else None
+        if box_l is None:
+            continue
+        target = np.array([les.centroid_x, les.centroid_y, les.centroid_z])
+        centre, extent = lesion_centre(ids, les.id, mask.affine, target, box_l)
+        cap = f"#{les.id} {les.region or 'unclassified'} {les.volume_ml * 1000:.0f} mm\u00b3"
+        strip = lesion_strip(image, labels, lut, centre, extent, cap, window, convention, focus=les.id)
+        gallery.append((cap, save_png(strip, qc / f"lesion_{les.id:03d}.png"), f"lesion-{les.id}"))
+    if best_axial is not None:  # the axial slice with the most lesion, for the batch index
+        tile = label_tile(render_tile(image, best_axial, window, [(labels, lut)]), "axial", convention)
+        save_png(thumbnail(tile, 160), qc / "thumbnail.png")
+    note = orientation_note(convention)
+    if len(lesions) > MAX_GALLERY:
+        note += f" Gallery shows the {MAX_GALLERY} largest of {len(lesions)} lesions."
+    name = out_dir.resolve().name
+    flair = result.report.get("inputs", {}).get("flair", {}).get("path")
+    title = f"mslesion report: {name}" + (f" ({Path(flair).name})" if flair else "")
+    html = write_report_html(out_dir, title, subject_summary(result.report), [l.row() for l in lesions], images,
+                             legend=legend, note=note, gallery=gallery, table_links={"id": "#lesion-{id}"},
+                             key_figures=key_figures(result.report))
+    seconds = time.perf_counter() - t0
+    if isinstance(result.report.get("timings_s"), dict):  # report.json is written after this
+        result.report["timings_s"]["qc_s"] = round(seconds, 3)
+    log.info("QC for %s written in %.2f s (%d lesion thumbnails)", out_dir, seconds, len(gallery))
+    return html

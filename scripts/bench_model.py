@@ -1,0 +1,160 @@
+#!/usr/bin/env python
+"""Benchmark the lesion model: cross-validated scores and inference time.
+
+Cross-validated scores (leave-one-subject-out fold predictions from the GPU run)::
+
+    .venv/bin/python scripts/bench_model.py cv --runs .devdata/gpu/runs --data ../shared/data
+
+Each held-out probability map goes back to the native FLAIR grid exactly like
+``mslesion analyze`` does (linear resampling, model threshold, lesions smaller than
+3 mm^3 removed) and is scored with :func:`mslesion.metrics.evaluate` against every
+rater's mask on the rater's own grid; ISBI scores are averaged over both raters.
+
+Inference time on a 182x218x182 volume (ljubljana patient07 working grid)::
+
+    .venv/bin/python scripts/bench_model.py timing --model models/mslesion-flair-v1 --device cpu --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CASE_FOLDERS = {
+    "ljubljana_patient07": ("brain_ms/ljubljana/patient07", ["lesions"]),
+    "ljubljana_patient26": ("brain_ms/ljubljana/patient26", ["lesions"]),
+    "isbi_training01": ("brain_ms/isbi2015/training01", ["lesions_rater1", "lesions_rater2"]),
+    "isbi_training02": ("brain_ms/isbi2015/training02", ["lesions_rater1", "lesions_rater2"]),
+    "isbi_training03": ("brain_ms/isbi2015/training03", ["lesions_rater1", "lesions_rater2"]),
+}
+
+
+def score_prediction(prob_crop: np.ndarray, npz: Path, data: Path, case: str, threshold: float,
+                     min_mm3: float = 3.0) -> dict:
+    from mslesion.io import load_volume
+    from mslesion.lesions import remove_small
+    from mslesion.metrics import evaluate
+    from mslesion.preprocess.resample import resample_like
+    from mslesion.volume import Volume
+
+    with np.load(npz) as z:
+        shape, affine, offset = tuple(z["work_shape"]), z["work_affine"], z["offset"]
+    work = np.zeros(shape, np.float32)
+    work[tuple(slice(o, o + s) for o, s in zip(offset, prob_crop.shape))] = prob_crop
+    folder, raters = CASE_FOLDERS[case]
+    native = load_volume(data / folder / "flair.nii.gz", role="FLAIR")
+    prob = resample_like(Volume(work, affine), native, order=1)
+    min_vox = max(1, int(round(min_mm3 / (prob.voxel_volume_ml * 1000.0))))
+    mask = prob.with_data(remove_small(prob.data >= threshold, min_vox).astype(np.uint8))
+    per_rater = {}
+    for r in raters:
+        ref = load_volume(data / folder / f"{r}.nii.gz", role="lesion mask")
+        per_rater[r] = evaluate(mask, ref.with_data((ref.data > 0).astype(np.uint8))).as_dict()
+    mean = {k: float(np.mean([s[k] for s in per_rater.values()])) for k in ("dice", "lesion_f1", "lesion_sensitivity",
+                                                                           "lesion_precision")}
+    return {"case": case, **{k: round(v, 4) for k, v in mean.items()}, "per_rater": per_rater}
+
+
+def cmd_cv(args: argparse.Namespace) -> int:
+    results = {}
+    for prefix in args.prefixes:
+        for variant in ("accurate", "fast"):
+            rows = []
+            for run in sorted(args.runs.glob(f"{prefix}_*")):
+                for pred in sorted(run.glob("pred_*.npz")):
+                    case = pred.stem[len("pred_"):]
+                    with np.load(pred) as z:
+                        prob = z[f"{variant}_u8"].astype(np.float32) / 255.0
+                    rows.append(score_prediction(prob, args.train_data / f"{case}.npz", args.data, case,
+                                                 args.threshold))
+            if not rows:
+                continue
+            print(f"\n== model '{prefix}', inference '{variant}', leave-one-subject-out, threshold {args.threshold}")
+            print(f"{'case':22s} {'dice':>6s} {'F1':>6s} {'sens':>6s} {'prec':>6s}  (ISBI: mean of 2 raters)")
+            for r in rows:
+                print(f"{r['case']:22s} {r['dice']:6.3f} {r['lesion_f1']:6.3f} {r['lesion_sensitivity']:6.3f} "
+                      f"{r['lesion_precision']:6.3f}")
+            md, mf = np.mean([r["dice"] for r in rows]), np.mean([r["lesion_f1"] for r in rows])
+            print(f"{'MEAN':22s} {md:6.3f} {mf:6.3f}")
+            results[f"{prefix}/{variant}"] = {"cases": rows, "mean_dice": round(float(md), 4),
+                                             "mean_lesion_f1": round(float(mf), 4)}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_timing(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from mslesion.model import ModelSegmenter
+    from mslesion.model.store import read_spec
+    from mslesion.volume import Volume
+
+    with np.load(args.case) as z:
+        shape, affine, offset = tuple(int(s) for s in z["work_shape"]), z["work_affine"], z["offset"]
+        image, present, brain = z["image"].astype(np.float32), z["present"], z["brain"]
+    crop = tuple(slice(o, o + s) for o, s in zip(offset, brain.shape))
+    images = {}
+    for i, name in enumerate(("flair", "t1", "t2")):
+        if present[i]:
+            full = np.zeros(shape, np.float32)
+            full[crop] = image[i]
+            images[name] = Volume(full, affine)
+    mask = np.zeros(shape, np.uint8)
+    mask[crop] = brain
+    pre = SimpleNamespace(images=images, flair=images["flair"], brain_mask=Volume(mask, affine))
+    spec = read_spec(args.model)
+    for tta in ([False, True] if args.both_tta else [None]):
+        seg = ModelSegmenter(spec, device=args.device, tta=tta)
+        if seg.device.type != "cpu":
+            seg.predict(pre)  # warm-up (cuDNN autotune, allocator)
+        times, cpu = [], []
+        for _ in range(args.repeats):
+            if seg.device.type == "cuda":
+                torch.cuda.synchronize()
+            t0, c0 = time.perf_counter(), time.process_time()
+            prob = seg.predict(pre)
+            if seg.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        print(json.dumps({"model": spec.model_id, "device": str(seg.device), "threads": args.threads,
+                          "volume_shape": list(shape), "tta": seg.tta, "window": list(seg.window),
+                          "overlap": seg.overlap, "seconds": [round(t, 3) for t in times],
+                          "mean_s": round(float(np.mean(times)), 3),
+                          "process_cpu_s": [round(c, 1) for c in cpu], "load_avg_1min": round(os.getloadavg()[0], 1), "voxels_over_0.5": int((prob.data >= 0.5).sum())}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    cv = sub.add_parser("cv", help="score leave-one-subject-out predictions")
+    cv.add_argument("--runs", type=Path, required=True, help="folder with <prefix>_<subject>/pred_<case>.npz")
+    cv.add_argument("--prefixes", nargs="+", default=["cvflair", "cvmulti"])
+    cv.add_argument("--train-data", type=Path, default=Path(".devdata/train_v2"))
+    cv.add_argument("--data", type=Path, default=Path("../shared/data"))
+    cv.add_argument("--threshold", type=float, default=0.5)
+    cv.add_argument("--json", type=Path)
+    tm = sub.add_parser("timing", help="time ModelSegmenter.predict on a 182x218x182 working grid")
+    tm.add_argument("--model", type=Path, required=True)
+    tm.add_argument("--device", default="cpu")
+    tm.add_argument("--threads", type=int, default=2)
+    tm.add_argument("--repeats", type=int, default=2)
+    tm.add_argument("--both-tta", action="store_true")
+    tm.add_argument("--case", type=Path, default=Path(".devdata/train_v2/ljubljana_patient07.npz"))
+    args = ap.parse_args(argv)
+    return cmd_cv(args) if args.cmd == "cv" else cmd_timing(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

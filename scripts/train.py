@@ -1,0 +1,85 @@
+#!/usr/bin/env python
+"""Train one lesion U-Net (the reproducible training command).
+
+    .venv/bin/python scripts/prepare_training_data.py --out .devdata/train_v2
+    .venv/bin/python scripts/train.py --data .devdata/train_v2 --out .devdata/runs/flair \
+        --channels flair --iterations 3000 --seed 0
+
+Leave-one-subject-out folds: add ``--holdout <subject>``; the held-out case is then
+predicted at the end (``pred_<case>.npz``).  ``scripts/gpu_train.sh`` runs all folds
+and the final models in parallel on one GPU.  Package a run into ``models/<id>/`` with
+``scripts/train.py package RUN_DIR models/<id> <id>`` (or ``mslesion train ... --package-as``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
+
+from mslesion.model.training import TrainConfig, train  # noqa: E402
+
+
+def parse(argv: list[str] | None = None) -> TrainConfig:
+    ap = argparse.ArgumentParser(description="Train a lesion segmentation U-Net on prepared npz cases.")
+    ap.add_argument("--data", required=True, help="folder made by scripts/prepare_training_data.py")
+    ap.add_argument("--out", required=True, help="output folder (weights.pt, train_log.jsonl, train_summary.json)")
+    ap.add_argument("--channels", default="flair", help="comma list from flair,t1,t2 (flair first)")
+    ap.add_argument("--holdout", default="", help="comma list of subjects to leave out (and predict)")
+    ap.add_argument("--iterations", type=int, default=3000)
+    ap.add_argument("--max-seconds", type=float, default=1e9, help="time box; the LR schedule follows it")
+    ap.add_argument("--patch", type=int, nargs=3, default=(112, 112, 112))
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--base", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--infer-window", type=int, nargs=3, default=(160, 192, 160))
+    ap.add_argument("--no-holdout-tta", action="store_true", help="skip flip TTA when predicting held-out cases")
+    a = ap.parse_args(argv)
+    channels = tuple(c.strip() for c in a.channels.split(",") if c.strip())
+    if not channels or channels[0] != "flair":
+        ap.error("--channels must start with flair")
+    return TrainConfig(data_dir=a.data, out_dir=a.out, channels=channels,
+                       holdout=tuple(h for h in a.holdout.split(",") if h), iterations=a.iterations,
+                       max_seconds=a.max_seconds, patch=tuple(a.patch), batch=a.batch, base=a.base, lr=a.lr,
+                       seed=a.seed, device=a.device, infer_window=tuple(a.infer_window),
+                       holdout_tta=not a.no_holdout_tta)
+
+
+def package(argv: list[str]) -> int:
+    """``scripts/train.py package RUN_DIR DEST_FOLDER MODEL_ID [--card CARD.md] [--no-auto]``."""
+    from mslesion.model.store import package_run
+
+    ap = argparse.ArgumentParser(description="Package a training run as a model folder.")
+    ap.add_argument("run", type=Path)
+    ap.add_argument("dest", type=Path)
+    ap.add_argument("model_id")
+    ap.add_argument("--card", type=Path, help="model card markdown to copy in")
+    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--no-auto", action="store_true", help="never pick this model for --model auto")
+    ap.add_argument("--cpu-window", type=int, nargs=3, help="CPU sliding window (default: the training patch)")
+    a = ap.parse_args(argv)
+    card = a.card.read_text(encoding="utf-8") if a.card else None
+    extra = {"auto_select": not a.no_auto}
+    folder = package_run(a.run, a.dest, a.model_id, a.threshold, card_md=card, extra=extra,
+                         cpu_window=a.cpu_window)
+    print(json.dumps(json.loads((folder / "model.json").read_text())["sha256"]))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if argv[:1] == ["package"]:
+        return package(argv[1:])
+    summary = train(parse(argv))
+    print(json.dumps({k: summary[k] for k in ("iterations", "train_seconds", "total_seconds", "device")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

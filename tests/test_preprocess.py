@@ -1,0 +1,190 @@
+"""Preprocessing (issue 3): grids, N4, registration, brain extraction, plausibility, saving."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from .factories import make_phantom
+from mslesion.errors import InputError
+from mslesion.io import load_volume
+from mslesion.preprocess import PreprocessOptions, preprocess
+from mslesion.preprocess.bias import n4_correct
+from mslesion.preprocess.brain import check_brain_plausible, extract_brain, stripped_foreground
+from mslesion.preprocess.registration import register_rigid, resample_moving, rigid_matrix, surface_error_mm
+from mslesion.preprocess.resample import isotropic_grid, reorient_canonical, resample_to_grid
+from mslesion.preprocess.sitk_bridge import from_sitk, ras_matrix_to_transform, to_sitk, transform_to_ras_matrix
+from mslesion.volume import Volume
+
+
+def _oblique_las(shape=(40, 36, 12), zooms=(0.9, 0.9, 4.0)) -> np.ndarray:
+    base = np.diag([-zooms[0], zooms[1], zooms[2], 1.0])
+    base[:3, 3] = [18.0, -16.0, -22.0]
+    return rigid_matrix((8.0, -5.0, 15.0), (2.0, 1.0, -3.0)) @ base
+
+
+def test_sitk_bridge_roundtrip_geometry() -> None:
+    vol = Volume(np.random.default_rng(0).random((7, 6, 5)).astype(np.float32), _oblique_las())
+    data, aff = from_sitk(to_sitk(vol))
+    np.testing.assert_allclose(aff, vol.affine, atol=1e-5)
+    np.testing.assert_allclose(data, vol.data)
+    m = rigid_matrix((3.0, 4.0, -7.0), (1.0, -2.0, 3.0), np.array([10.0, 5.0, 0.0]))
+    np.testing.assert_allclose(transform_to_ras_matrix(ras_matrix_to_transform(m)), m, atol=1e-9)
+
+
+def test_working_grid_and_back_keeps_world_positions() -> None:
+    """A blob at a known world point stays there on the working grid and after to_native."""
+    shape = (40, 36, 12)
+    aff = _oblique_las(shape)
+    data = np.zeros(shape, np.float32)
+    data[18:24, 14:20, 5:8] = 1.0
+    native = Volume(data, aff)
+    canon = reorient_canonical(native)
+    assert np.all(np.diag(canon.affine)[:3] * np.sign(np.diag(canon.affine)[:3]) > 0)
+    gshape, gaff = isotropic_grid(canon, 1.0)
+    work = resample_to_grid(canon, gshape, gaff, order=1)
+    assert work.zooms == pytest.approx((1.0, 1.0, 1.0))
+
+    def centre(v: Volume) -> np.ndarray:
+        c = ndimage.center_of_mass(v.data)
+        return (v.affine @ np.array([*c, 1.0]))[:3]
+
+    assert np.linalg.norm(centre(work) - centre(native)) < 1.0
+    from mslesion.preprocess.pipeline import Preprocessed
+
+    pre = Preprocessed(native=native, images={"flair": work}, brain_mask=work.with_data(work.data > 0))
+    back = pre.to_native(work, order=1)
+    assert back.same_grid(native)
+    assert np.linalg.norm(centre(back) - centre(native)) < 0.5
+    assert np.corrcoef(back.data.ravel(), data.ravel())[0, 1] > 0.8
+
+
+def test_n4_removes_a_smooth_bias_field() -> None:
+    ph = make_phantom(shape=(64, 64, 48), zooms=(2.5, 2.5, 3.0), lesions=())
+    grid = np.indices(ph.flair.shape).astype(np.float32)
+    field = np.exp(0.35 * (grid[0] / 63 - 0.5) + 0.25 * (grid[2] / 47 - 0.5))
+    biased = ph.flair.with_data(ph.flair.data * field)
+    wm = ndimage.binary_erosion((ph.flair.data > 400) & (ph.flair.data < 500), iterations=1)  # white matter
+    cv = lambda d: float(d[wm].std() / d[wm].mean())  # noqa: E731
+    corrected = n4_correct(biased)
+    assert cv(corrected.data) < 0.6 * cv(biased.data)
+    assert np.all(corrected.data[ph.flair.data == 0] == 0)
+
+
+def test_rigid_registration_recovers_known_transform() -> None:
+    # unequal axes and off-centre lesions: no rotation leaves the phantom unchanged
+    ph = make_phantom(shape=(72, 56, 40), zooms=(2.5, 2.5, 3.0), lesions=((44, 36, 24, 3.0), (24, 20, 14, 2.5)))
+    fixed = ph.flair
+    brain = ph.brain.data > 0
+    surface = brain & ~ndimage.binary_erosion(brain)
+    pts = (np.c_[np.array(np.nonzero(surface)).T, np.ones(surface.sum())] @ fixed.affine.T)[:, :3]
+    s = rigid_matrix((4.0, -3.0, 6.0), (5.0, -4.0, 3.0), pts.mean(0))
+    moving = resample_moving(ph.t1, ph.t1, s)
+    est = register_rigid(fixed, moving, fixed_mask=ndimage.binary_dilation(brain, iterations=2))
+    truth = np.linalg.inv(s)
+    assert surface_error_mm(np.eye(4), truth, pts) > 5.0
+    assert surface_error_mm(est, truth, pts) < 2.5  # smooth phantom; real data: see the realdata test (< 1 mm)
+
+
+def test_resample_moving_convention() -> None:
+    """transform maps fixed points to moving points: a pure shift moves content the other way."""
+    data = np.zeros((20, 20, 20), np.float32)
+    data[10, 10, 10] = 1.0
+    vol = Volume(data, np.eye(4))
+    shifted = resample_moving(vol, vol, rigid_matrix((0, 0, 0), (3.0, 0, 0)), order=0)
+    assert np.argwhere(shifted.data == 1).tolist() == [[7, 10, 10]]
+
+
+def test_plausibility_refuses_non_brain_sizes() -> None:
+    aff = np.eye(4)
+    small = Volume(np.ones((50, 50, 50), np.uint8), aff)           # 125 ml
+    ok = Volume(np.ones((110, 110, 110), np.uint8), aff)           # 1331 ml
+    with pytest.raises(InputError, match="does not look like a brain"):
+        check_brain_plausible(small, Path("x.nii.gz"))
+    assert check_brain_plausible(ok) == pytest.approx(1331.0)
+
+
+def test_stripped_input_keeps_its_foreground() -> None:
+    ph = make_phantom(shape=(64, 64, 48), zooms=(2.5, 2.5, 3.0), lesions=())
+    stripped = ph.flair.with_data(np.where(ph.brain.data > 0, ph.flair.data, 0).astype(np.float32))
+    fg = stripped_foreground(stripped.data, stripped.voxel_volume_ml)
+    assert fg is not None
+    truth = ph.brain.data > 0
+    assert 2 * (fg & truth).sum() / (fg.sum() + truth.sum()) > 0.98
+    assert stripped_foreground(np.random.default_rng(0).random((30, 30, 30)), 1.0) is None  # no zero background
+
+
+def test_preprocess_saves_each_step_and_normalises(tmp_path: Path) -> None:
+    ph = make_phantom(lesions=((32, 40, 24, 3.0),))
+    pre = preprocess({"flair": ph.flair, "t1": ph.t1}, PreprocessOptions(save_dir=tmp_path / "pre"))
+    mask = pre.brain_mask.data > 0
+    assert pre.flair.zooms == pytest.approx((1.0, 1.0, 1.0))
+    for img in pre.images.values():
+        assert img.same_grid(pre.brain_mask)
+        lo, med, hi = np.percentile(img.data[mask], [1, 50, 99])
+        assert abs(med) < 1e-3 and (hi - lo) / 4 == pytest.approx(1.0, abs=0.02)
+    names = {p.name for p in (tmp_path / "pre").glob("*.nii.gz")}
+    assert {"flair_resampled.nii.gz", "flair_n4.nii.gz", "brain_mask.nii.gz", "flair.nii.gz", "t1.nii.gz"} <= names
+    pngs = sorted((tmp_path / "pre" / "qc").glob("*.png"))
+    assert len(pngs) >= 5 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert {"resample", "n4_flair", "brain_mask", "register_t1"} <= set(pre.timings)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_brain_extraction_t1_with_skull_vs_robex(shared_data: Path) -> None:
+    from mslesion.preprocess.resample import resample_like
+
+    t1 = reorient_canonical(load_volume(shared_data / "skull" / "robex" / "t1.nii.gz"))
+    ref = load_volume(shared_data / "skull" / "robex" / "brainmask.nii.gz")
+    shape, aff = isotropic_grid(t1, 1.0)
+    mask = extract_brain(n4_correct(resample_to_grid(t1, shape, aff)), "t1")
+    native = resample_like(mask.with_data(mask.data.astype(np.float32)), ref, order=1).data > 0.5
+    r = ref.data > 0.5
+    d = 2 * (native & r).sum() / (native.sum() + r.sum())
+    assert d > 0.82  # regression guard (runs give 0.86-0.88); the target 0.95 is not reached, see notes/issue-3.md
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_registration_real_t1_to_flair(shared_data: Path) -> None:
+    d = shared_data / "brain_ms" / "ljubljana" / "patient26"
+    flair = reorient_canonical(load_volume(d / "flair.nii.gz"))
+    t1 = reorient_canonical(load_volume(d / "t1.nii.gz"))
+    brain = flair.data > 0
+    surface = brain & ~ndimage.binary_erosion(brain)
+    pts = (np.c_[np.array(np.nonzero(surface)).T, np.ones(surface.sum())] @ flair.affine.T)[:, :3]
+    s = rigid_matrix((8.0, -6.0, 9.0), (-7.0, 8.0, 6.0), pts.mean(0))
+    est = register_rigid(flair, resample_moving(t1, t1, s), fixed_mask=ndimage.binary_dilation(brain, iterations=3))
+    assert surface_error_mm(est, np.linalg.inv(s), pts) < 1.0
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_spine_volume_is_refused(shared_data: Path) -> None:
+    flair = load_volume(shared_data / "spine" / "sct_testing" / "t2" / "t2.nii.gz")
+    with pytest.raises(InputError, match="does not look like a brain"):
+        preprocess({"flair": flair}, PreprocessOptions(check_brain=True))
+
+
+def test_normalisation_ignores_scanner_scale() -> None:
+    ph = make_phantom(lesions=((32, 40, 24, 3.0),))
+    opts = PreprocessOptions(skull_strip=False)
+    a = preprocess({"flair": ph.flair}, opts)
+    b = preprocess({"flair": ph.flair.with_data(ph.flair.data * 7.3)}, opts)
+    mask = a.brain_mask.data > 0
+    assert np.array_equal(mask, b.brain_mask.data > 0)
+    diff = np.abs(a.flair.data - b.flair.data)[mask]
+    assert np.percentile(diff, 99) < 0.05
+
+
+def test_n4_is_scale_invariant() -> None:
+    ph = make_phantom(shape=(64, 64, 48), zooms=(2.5, 2.5, 3.0), lesions=())
+    grid = np.indices(ph.flair.shape).astype(np.float32)
+    biased = ph.flair.data * np.exp(0.3 * (grid[0] / 63 - 0.5))
+    big = n4_correct(ph.flair.with_data(biased)).data
+    tiny = n4_correct(ph.flair.with_data(biased * 1e-3)).data * 1e3
+    fg = ph.flair.data > 0
+    assert np.percentile(np.abs(big - tiny)[fg] / big[fg].mean(), 99) < 0.01
