@@ -57,6 +57,10 @@ def test_analyze_with_spine_phantom(tmp_path, capsys):
     assert "spinal_cord" in report["mcdonald_dis"]["qualifying_lesions_per_area"]
     assert "spinal_cord" not in report["mcdonald_dis"]["areas_not_assessed"]
     assert (out / "spine" / "0" / "cord.nii.gz").is_file()
+    html = (out / "report.html").read_text()
+    assert "Spinal cord 0: spine.nii.gz" in html
+    spine_html = (out / "spine" / "0" / "report.html").read_text()
+    assert "mslesion spine report: spine.nii.gz" in spine_html and "data:image/png;base64," in spine_html
 
 
 def test_bad_spine_refused_before_writing(tmp_path, capsys):

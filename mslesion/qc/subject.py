@@ -122,6 +122,10 @@ def write_subject_qc(result: "AnalysisResult", out_dir: Path, convention: str = 
         images.append((f"{view.capitalize()} slices", save_png(img, qc / f"{view}.png")))
         if view == "axial" and planes:
             best_axial = max(planes, key=lambda pl: int(np.count_nonzero(sample(labels, pl, order=0))))
+    for n, spine in enumerate(result.report.get("spine") or []):  # analyze --spine: the cord's own QC view
+        png = Path(spine["out_dir"]) / "qc_sagittal.png" if spine.get("out_dir") else None
+        if png is not None and png.is_file():
+            images.append((f"Spinal cord {n}: {Path(spine['image']).name} (cord green, lesions red)", png))
     gallery: list[tuple[str, Path, str]] = []
     boxes = ndimage.find_objects(ids)
     for les in sorted(lesions, key=lambda l: -l.volume_ml)[:MAX_GALLERY]:

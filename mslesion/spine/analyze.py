@@ -118,9 +118,27 @@ def analyze_volume(vol: Volume, contrast: str, out_dir: Path | None, options: Sp
         write_text(out / "cord_lesions.csv", lesions_csv(lesions))
         sagittal_png(out / "qc_sagittal.png", work.data, cord_bin, les_work, cord.centres[:, 0], work.zooms, levels,
                      title=f"{Path(str(vol.path)).name if vol.path else 'image'}: cord (green), lesions (red)")
+        write_spine_html(out, report, lesions)
         write_json(out / "report.json", report)
         result.out_dir = out
     return result
+
+
+def write_spine_html(out: Path, report: dict, lesions: list[dict]) -> Path:
+    """Self-contained report.html: summary, sagittal QC view and the lesion table."""
+    from ..qc import write_report_html
+
+    image = report.get("image", {})
+    dis = report.get("mcdonald_dis") or {}
+    summary = {"image": image.get("path"), "contrast": image.get("contrast"),
+               "lesion_count": report.get("lesion_count"),
+               "total_lesion_volume_mm3": report.get("total_lesion_volume_mm3"),
+               "spinal_cord_qualifying_lesions": (dis.get("qualifying_lesions_per_area") or {}).get("spinal_cord"),
+               "mslesion_version": report.get("mslesion_version")}
+    name = Path(str(image.get("path") or "image")).name
+    return write_report_html(out, f"mslesion spine report: {name}", summary, lesions,
+                             [("Spinal cord: sagittal cut along the cord and axial crops (cord green, lesions red)",
+                               out / "qc_sagittal.png")])
 
 
 def spinal_dis(lesions: list[dict], contrast: str, min_long_axis_mm: float = 3.0) -> dict:
