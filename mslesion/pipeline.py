@@ -219,7 +219,7 @@ def write_outputs(result: AnalysisResult, out: Path) -> None:
     Inside :func:`~mslesion.atomic.output_group` a previous run's outputs are
     removed first and the new ones appear together, so runs never mix.
     """
-    with output_group(out, ("report.json", *OUTPUT_FILES)):
+    with output_group(out, ("report.json", *OUTPUT_FILES, "report.html")):
         save_volume(result.lesion_mask, out / "lesions.nii.gz", dtype=np.uint8)
         save_volume(result.probability, out / "lesion_probability.nii.gz", dtype=np.float32)
         write_lesions_csv(out / "lesions.csv", result.lesions)
