@@ -87,3 +87,20 @@ def save(vol: Volume | np.ndarray, path: Path, affine: np.ndarray | None = None,
     img = nib.Nifti1Image(np.asarray(data).astype(dtype), affine if affine is not None else np.eye(4))
     nib.save(img, str(path))
     return Path(path)
+
+
+def mr_dataset(study_uid: str, series_uid: str, frame_uid: str, patient_id: str = "TEST"):
+    """A one-slice MR DICOM dataset with file meta and identifying UIDs; geometry and pixels left to the caller."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID = "MR", patient_id
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+    return ds

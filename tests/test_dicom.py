@@ -13,8 +13,9 @@ from mslesion.preprocess.resample import reorient_canonical
 from mslesion.volume import Volume
 
 pydicom = pytest.importorskip("pydicom")
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid  # noqa: E402
+from pydicom.uid import generate_uid  # noqa: E402
+
+from .factories import mr_dataset  # noqa: E402
 
 FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -31,15 +32,7 @@ def write_dicom_series(vol: Volume, folder: Path, series_number: int = 1, descri
     n = vol.shape[2]
     order = list(range(n)) if order is None else order
     for fileno, k in enumerate(order):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.PatientID = "MR", "TEST"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = uid_study, uid_series, uid_frame
+        ds = mr_dataset(uid_study, uid_series, uid_frame)
         ds.SeriesNumber, ds.SeriesDescription = series_number, description
         ds.InstanceNumber = n - fileno  # deliberately unrelated to position
         ds.ImagePositionPatient = [f"{x:.6f}" for x in (lps @ np.array([0, 0, k, 1.0]))[:3]]

@@ -27,8 +27,10 @@ from mslesion.io import load_volume
 pydicom = pytest.importorskip("pydicom")
 pytest.importorskip("mslesion.dicom", reason="mslesion/dicom.py (issue 3) not there yet")
 
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid  # noqa: E402
+from pydicom.dataset import Dataset  # noqa: E402
+from pydicom.uid import generate_uid  # noqa: E402
+
+from .factories import mr_dataset  # noqa: E402
 
 EXAMPLES = max(20, int(os.environ.get("MSLESION_FUZZ_EXAMPLES", "300")) // 2)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
@@ -40,19 +42,7 @@ _TMP = Path(tempfile.mkdtemp(prefix="mslesion-fuzz-dicom-"))
 
 
 def make_slice(i: int, uids: dict[str, str], rows: int = 10, cols: int = 9, thick: float = 2.0) -> Dataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MR"
-    ds.PatientID = "FUZZ"
-    ds.StudyInstanceUID = uids["study"]
-    ds.SeriesInstanceUID = uids["series"]
-    ds.FrameOfReferenceUID = uids["frame"]
+    ds = mr_dataset(uids["study"], uids["series"], uids["frame"], patient_id="FUZZ")
     ds.SeriesDescription = "FLAIR"
     ds.SeriesNumber = 3
     ds.InstanceNumber = i + 1
