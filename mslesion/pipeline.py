@@ -206,7 +206,8 @@ def build_report(vols: dict[str, Volume], seg: Segmenter, threshold: float, lesi
                    "shape": list(v.shape), "voxel_size_mm": [round(z, 4) for z in v.zooms]}
             for name, v in vols.items()
         },
-        "model": {"id": seg.model_id, "kind": seg.kind, "threshold": threshold},
+        "model": {"id": seg.model_id, "kind": seg.kind, "threshold": threshold,
+                  **({"inference": seg.inference_settings()} if hasattr(seg, "inference_settings") else {})},
         "settings": {"min_lesion_mm3": opts.min_lesion_mm3, "device": opts.device},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "mslesion_version": __version__,

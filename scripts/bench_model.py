@@ -10,6 +10,10 @@ Each held-out probability map goes back to the native FLAIR grid exactly like
 3 mm^3 removed) and is scored with :func:`mslesion.metrics.evaluate` against every
 rater's mask on the rater's own grid; ISBI scores are averaged over both raters.
 
+fp32 vs mixed precision (bf16 on CPUs with native bf16) on the prepared cases::
+
+    .venv/bin/python scripts/bench_model.py precision --model models/mslesion-flair-v1
+
 Inference time on a 182x218x182 volume (ljubljana patient07 working grid)::
 
     .venv/bin/python scripts/bench_model.py timing --model models/mslesion-flair-v1 --device cpu --threads 2
@@ -91,15 +95,11 @@ def cmd_cv(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_timing(args: argparse.Namespace) -> int:
-    import torch
-
-    torch.set_num_threads(args.threads)
-    from mslesion.model import ModelSegmenter
-    from mslesion.model.store import read_spec
+def load_case(npz: Path) -> SimpleNamespace:
+    """A prepared training case (``scripts/prepare_training_data.py``) as a Preprocessed-like object."""
     from mslesion.volume import Volume
 
-    with np.load(args.case) as z:
+    with np.load(npz) as z:
         shape, affine, offset = tuple(int(s) for s in z["work_shape"]), z["work_affine"], z["offset"]
         image, present, brain = z["image"].astype(np.float32), z["present"], z["brain"]
     crop = tuple(slice(o, o + s) for o, s in zip(offset, brain.shape))
@@ -111,10 +111,60 @@ def cmd_timing(args: argparse.Namespace) -> int:
             images[name] = Volume(full, affine)
     mask = np.zeros(shape, np.uint8)
     mask[crop] = brain
-    pre = SimpleNamespace(images=images, flair=images["flair"], brain_mask=Volume(mask, affine))
+    return SimpleNamespace(images=images, flair=images["flair"], brain_mask=Volume(mask, affine), crop=crop)
+
+
+def cmd_precision(args: argparse.Namespace) -> int:
+    """fp32 vs mixed-precision inference on the prepared cases: agreement and scores of both.
+
+    The released model was trained on these cases, so the scores are in-sample: they only
+    show whether mixed precision changes the result, not how good the model is.
+    """
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from mslesion.model import ModelSegmenter
+    from mslesion.model.inference import amp_dtype
+    from mslesion.model.store import read_spec
+
     spec = read_spec(args.model)
+    segs = {"fp32": ModelSegmenter(spec, device=args.device, amp=False),
+            "amp": ModelSegmenter(spec, device=args.device, amp=True)}
+    print(f"model {spec.model_id} on {segs['amp'].device}: amp = {amp_dtype(segs['amp'].device, True) or 'fp32'}")
+    print(f"{'case':22s} {'agree':>6s} {'maxdiff':>8s} {'s_fp32':>7s} {'s_amp':>7s} {'dice32':>7s} {'diceamp':>7s} "
+          f"{'F1_32':>6s} {'F1amp':>6s}")
+    for npz in sorted(args.train_data.glob("*.npz")):
+        case = npz.stem
+        if case not in CASE_FOLDERS:
+            continue
+        pre = load_case(npz)
+        out = {}
+        for name, seg in segs.items():
+            t0 = time.perf_counter()
+            prob = seg.predict(pre).data[pre.crop]
+            out[name] = (prob, time.perf_counter() - t0, score_prediction(prob, npz, args.data, case, spec.threshold))
+        a, b = out["fp32"][0] >= spec.threshold, out["amp"][0] >= spec.threshold
+        agree = 2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))
+        diff = float(np.abs(out["fp32"][0] - out["amp"][0]).max())
+        s32, sam = out["fp32"][2], out["amp"][2]
+        print(f"{case:22s} {agree:6.4f} {diff:8.4f} {out['fp32'][1]:7.1f} {out['amp'][1]:7.1f} {s32['dice']:7.3f} "
+              f"{sam['dice']:7.3f} {s32['lesion_f1']:6.3f} {sam['lesion_f1']:6.3f}")
+    return 0
+
+
+def cmd_timing(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from mslesion.model import ModelSegmenter
+    from mslesion.model.inference import amp_dtype
+    from mslesion.model.store import read_spec
+
+    pre = load_case(args.case)
+    spec = read_spec(args.model)
+    shape = pre.flair.shape
     for tta in ([False, True] if args.both_tta else [None]):
-        seg = ModelSegmenter(spec, device=args.device, tta=tta)
+        seg = ModelSegmenter(spec, device=args.device, tta=tta, amp=not args.fp32)
         if seg.device.type != "cpu":
             seg.predict(pre)  # warm-up (cuDNN autotune, allocator)
         times, cpu = [], []
@@ -128,7 +178,7 @@ def cmd_timing(args: argparse.Namespace) -> int:
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
         print(json.dumps({"model": spec.model_id, "device": str(seg.device), "threads": args.threads,
-                          "volume_shape": list(shape), "tta": seg.tta, "window": list(seg.window),
+                          "volume_shape": list(shape), "tta": seg.tta, "precision": str(amp_dtype(seg.device, seg.amp) or torch.float32), "window": list(seg.window),
                           "overlap": seg.overlap, "seconds": [round(t, 3) for t in times],
                           "mean_s": round(float(np.mean(times)), 3),
                           "process_cpu_s": [round(c, 1) for c in cpu], "load_avg_1min": round(os.getloadavg()[0], 1), "voxels_over_0.5": int((prob.data >= 0.5).sum())}))
@@ -151,9 +201,16 @@ def main(argv: list[str] | None = None) -> int:
     tm.add_argument("--threads", type=int, default=2)
     tm.add_argument("--repeats", type=int, default=2)
     tm.add_argument("--both-tta", action="store_true")
+    tm.add_argument("--fp32", action="store_true", help="no mixed precision (bf16 autocast on CPUs with native bf16)")
     tm.add_argument("--case", type=Path, default=Path(".devdata/train_v2/ljubljana_patient07.npz"))
+    pr = sub.add_parser("precision", help="fp32 vs mixed precision: mask agreement and in-sample scores")
+    pr.add_argument("--model", type=Path, default=Path("models/mslesion-flair-v1"))
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--threads", type=int, default=2)
+    pr.add_argument("--train-data", type=Path, default=Path(".devdata/train_v2"))
+    pr.add_argument("--data", type=Path, default=Path("../shared/data"))
     args = ap.parse_args(argv)
-    return cmd_cv(args) if args.cmd == "cv" else cmd_timing(args)
+    return {"cv": cmd_cv, "timing": cmd_timing, "precision": cmd_precision}[args.cmd](args)
 
 
 if __name__ == "__main__":

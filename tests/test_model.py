@@ -60,10 +60,21 @@ def test_sliding_window_matches_single_pass_when_window_covers_image():
     """A window as big as the image is one plain forward pass (weights cancel out)."""
     net = tiny_net()
     img = np.random.default_rng(1).normal(size=(1, 32, 24, 16)).astype(np.float32)
-    prob = sliding_window_predict(net, img, (32, 24, 16), divisor=4)
+    prob = sliding_window_predict(net, img, (32, 24, 16), divisor=4, amp=False)
     with torch.inference_mode():
         ref = torch.sigmoid(net(torch.from_numpy(img)[None]))[0, 0].numpy()
     np.testing.assert_allclose(prob, ref, atol=1e-5)
+
+
+def test_mixed_precision_stays_close_to_fp32():
+    """bf16 autocast (used on CPUs with native bf16, and on GPUs) changes probabilities only slightly."""
+    from mslesion.model.inference import amp_dtype
+
+    img = np.random.default_rng(4).normal(size=(1, 32, 24, 16)).astype(np.float32)
+    fp32 = sliding_window_predict(tiny_net(), img, (24, 24, 16), divisor=4, amp=False)
+    mixed = sliding_window_predict(tiny_net(), img, (24, 24, 16), divisor=4, amp=True)
+    assert amp_dtype(torch.device("cpu"), amp=False) is None
+    np.testing.assert_allclose(mixed, fp32, atol=0.03)
 
 
 def test_window_starts_cover_axis():
@@ -269,6 +280,8 @@ def test_analyze_isbi_flair_with_trained_model(shared_data, tmp_path):
     assert main(["analyze", "--flair", str(case / "flair.nii.gz"), "--out", str(out), "--device", "cpu"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["model"]["kind"] == "trained" and report["model"]["id"] == read_spec(folder).model_id
+    inference = report["model"]["inference"]
+    assert inference["device"] == "cpu" and inference["precision"] in ("bfloat16", "float32")
     pred = load_volume(out / "lesions.nii.gz", role="mask")
     ref = load_volume(case / "lesions_rater1.nii.gz", role="mask")
     scores = evaluate(pred, ref)

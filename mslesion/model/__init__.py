@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 from ..errors import ModelError
 from ..volume import Volume
-from .inference import resolve_device, sliding_window_predict
+from .inference import amp_dtype, resolve_device, sliding_window_predict
 from .store import ModelSpec, load_network, models_root, read_spec
 
 if TYPE_CHECKING:  # keep this package importable where preprocessing's extras are missing
@@ -36,7 +37,7 @@ class ModelSegmenter:
 
     kind = "trained"
 
-    def __init__(self, spec: ModelSpec, device: str = "auto", tta: bool | None = None) -> None:
+    def __init__(self, spec: ModelSpec, device: str = "auto", tta: bool | None = None, amp: bool | None = None) -> None:
         self.spec = spec
         self.model_id = spec.model_id
         self.threshold = spec.threshold
@@ -50,9 +51,17 @@ class ModelSegmenter:
         self.tta = bool(inf.get(f"tta_{where}", where != "cpu"))
         if tta is not None:
             self.tta = tta
+        # mixed precision: bf16/fp16 on GPUs, bf16 on CPUs with native bf16 (see inference.amp_dtype)
+        self.amp = bool(inf.get("amp", True)) if amp is None else bool(amp)
         self.margin = int(inf.get("brain_margin_vox", 8))
         self.divisor = 2 ** (int(spec.architecture.get("levels", 4)) - 1)
-        log.info("model %s on %s (tta=%s, window=%s)", self.model_id, self.device, self.tta, self.window)
+        log.info("model %s on %s (tta=%s, window=%s, precision=%s)", self.model_id, self.device, self.tta,
+                 self.window, amp_dtype(self.device, self.amp) or torch.float32)
+
+    def inference_settings(self) -> dict:
+        """How this segmenter runs (recorded in report.json)."""
+        return {"device": str(self.device), "tta": self.tta, "window": list(self.window), "overlap": self.overlap,
+                "precision": str(amp_dtype(self.device, self.amp) or torch.float32).replace("torch.", "")}
 
     def input_array(self, pre: "Preprocessed") -> np.ndarray:
         """Stack the model's channels (C, D, H, W); an optional contrast that is absent is zeros."""
@@ -76,7 +85,8 @@ class ModelSegmenter:
         box = bounding_box(brain, self.margin)
         prob = np.zeros(pre.flair.shape, np.float32)
         prob[box] = sliding_window_predict(self.net, image[(slice(None), *box)], self.window, self.overlap,
-                                           self.device, tta=self.tta, divisor=self.divisor)
+                                           self.device, tta=self.tta, amp=self.amp,
+                                           divisor=self.divisor)
         keep = ndimage.binary_dilation(brain, iterations=2)
         prob[~keep] = 0.0
         log.info("model %s predicted %s in %.1f s", self.model_id, pre.flair.shape, time.perf_counter() - t0)

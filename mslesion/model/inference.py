@@ -1,8 +1,9 @@
 """Sliding-window inference with Gaussian blending and optional flip TTA (pure torch/numpy).
 
-One code path for every device: windows are batched, run under autocast on CUDA
-(bf16 where supported, else fp16) and in fp32 elsewhere, blended with a Gaussian
-importance map, and averaged over mirrored copies when ``tta`` is on.
+One code path for every device: windows are batched, run under autocast (CUDA:
+bf16 where supported, else fp16; CPU: bf16 only where the CPU has native bf16
+instructions, AVX512-BF16 or AMX, else fp32), blended with a Gaussian importance
+map, and averaged over mirrored copies when ``tta`` is on.
 """
 from __future__ import annotations
 
@@ -56,11 +57,33 @@ def fit_window(shape: tuple[int, ...], window: tuple[int, ...], divisor: int) ->
     return tuple(min(w, int(math.ceil(s / divisor) * divisor)) for s, w in zip(shape, window))
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 convolutions natively on this CPU (AVX512-BF16 or AMX).
+
+    Without those instructions bf16 is emulated and slower than fp32.
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def amp_dtype(device: torch.device, amp: bool = True) -> torch.dtype | None:
+    """Autocast dtype for inference on ``device`` (None: full fp32)."""
+    if not amp:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
 def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
+    dtype = amp_dtype(device, amp)
+    if dtype is None:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)
 
 
 @torch.inference_mode()
