@@ -5,7 +5,9 @@
     .venv/bin/python scripts/train.py --data .devdata/train_v2 --out .devdata/runs/flair \
         --channels flair --iterations 3000 --seed 0
 
-Leave-one-subject-out folds: add ``--holdout <subject>``; the held-out case is then
+A run can be split over several calls: ``--session-seconds S`` stops after S seconds with
+``checkpoint.pt`` in ``--out``, and the same command resumes it (set ``--iterations``, not
+``--max-seconds``, as the schedule's length then).  Leave-one-subject-out folds: add ``--holdout <subject>``; the held-out case is then
 predicted at the end (``pred_<case>.npz``).  ``scripts/gpu_train.sh`` runs all folds
 and the final models in parallel on one GPU.  Package a run into ``models/<id>/`` with
 ``scripts/train.py package RUN_DIR models/<id> <id>`` (or ``mslesion train ... --package-as``).
@@ -38,6 +40,8 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--infer-window", type=int, nargs=3, default=(160, 192, 160))
+    ap.add_argument("--session-seconds", type=float, default=1e9,
+                    help="end this call after this long with checkpoint.pt; the same command resumes")
     ap.add_argument("--no-holdout-tta", action="store_true", help="skip flip TTA when predicting held-out cases")
     a = ap.parse_args(argv)
     channels = tuple(c.strip() for c in a.channels.split(",") if c.strip())
@@ -47,7 +51,7 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
                        holdout=tuple(h for h in a.holdout.split(",") if h), iterations=a.iterations,
                        max_seconds=a.max_seconds, patch=tuple(a.patch), batch=a.batch, base=a.base, lr=a.lr,
                        seed=a.seed, device=a.device, infer_window=tuple(a.infer_window),
-                       holdout_tta=not a.no_holdout_tta)
+                       holdout_tta=not a.no_holdout_tta, session_seconds=a.session_seconds)
 
 
 def package(argv: list[str]) -> int:
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["package"]:
         return package(argv[1:])
     summary = train(parse(argv))
-    print(json.dumps({k: summary[k] for k in ("iterations", "train_seconds", "total_seconds", "device")}))
+    print(json.dumps({k: summary.get(k) for k in ("complete", "iterations", "train_seconds", "total_seconds", "device")}))
     return 0
 
 

@@ -253,6 +253,29 @@ def test_training_smoke_and_packaging(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)  # fixed seed -> same weights on CPU
 
 
+@pytest.mark.slow
+def test_training_resumed_from_checkpoint_equals_uninterrupted_run(tmp_path):
+    from mslesion.model.training import CHECKPOINT, TrainConfig, train
+
+    write_npz_cases(tmp_path / "data")
+    base = dict(data_dir=str(tmp_path / "data"), patch=(16, 16, 16), batch=2, iterations=6, base=4, levels=3,
+                device="cpu", log_every=1, checkpoint_every=0)
+    whole = train(TrainConfig(out_dir=str(tmp_path / "whole"), **base))
+    first = train(TrainConfig(out_dir=str(tmp_path / "split"), session_iterations=4, **base))
+    assert first["complete"] is False and first["iterations"] == 4
+    assert (tmp_path / "split" / CHECKPOINT).is_file() and not (tmp_path / "split" / "weights.pt").exists()
+    with pytest.raises(ValueError, match="other settings"):
+        train(TrainConfig(out_dir=str(tmp_path / "split"), **{**base, "lr": 1e-3}))
+    second = train(TrainConfig(out_dir=str(tmp_path / "split"), **base))
+    assert whole["complete"] and second["complete"] and second["iterations"] == 6
+    assert not (tmp_path / "split" / CHECKPOINT).exists()
+    a = torch.load(tmp_path / "whole" / "weights.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "weights.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = (tmp_path / "split" / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["it"] for line in log] == [1, 2, 3, 4, 5, 6]
+
+
 def test_cli_train_packages_a_loadable_model(tmp_path):
     from mslesion.cli import main
 

@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    p.add_argument("--session-seconds", type=float, default=1e9,
+                   help="end this call after this long with a checkpoint; the same command resumes")
     p.add_argument("--package-as", type=Path, help="also write a model folder here (id = folder name)")
     p.set_defaults(func=run)
 
@@ -37,9 +39,12 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(data_dir=str(args.data), out_dir=str(args.out), channels=channels,
                       holdout=tuple(h for h in args.holdout.split(",") if h), iterations=args.iterations,
                       max_seconds=args.max_seconds, patch=tuple(args.patch), batch=args.batch, seed=args.seed,
-                      device=args.device)
-    summary = train(cfg)
-    if args.package_as is not None:
+                      device=args.device, session_seconds=args.session_seconds)
+    try:
+        summary = train(cfg)
+    except ValueError as exc:  # a checkpoint of another run in --out
+        raise InputError(args.out, str(exc)) from exc
+    if summary["complete"] and args.package_as is not None:
         package_run(args.out, args.package_as, args.package_as.name)
-    print(json.dumps({k: summary[k] for k in ("iterations", "train_seconds", "device")}))
+    print(json.dumps({k: summary[k] for k in ("complete", "iterations", "train_seconds", "device")}))
     return 0

@@ -6,6 +6,12 @@ fraction) or anywhere in the brain, augmented on the training device, and fitted
 with Dice + BCE.  The learning rate decays with progress, where progress is the
 larger of iterations done / ``iterations`` and seconds spent / ``max_seconds``,
 so a time-boxed run still finishes its schedule.
+
+Long runs can be split over several calls (a GPU lent for minutes at a time):
+``session_seconds``/``session_iterations`` end one call early with a checkpoint
+(``checkpoint.pt``: network, optimiser, random generators, progress), and the next
+call with the same configuration and ``out_dir`` resumes from it.  On CPU the
+resumed run gives the same weights as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -55,6 +61,11 @@ class TrainConfig:
     infer_overlap: float = 0.25
     holdout_tta: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    #: end this call after this many seconds / iterations with a checkpoint (resume later)
+    session_seconds: float = 1e9
+    session_iterations: int = 0
+    #: also checkpoint every this many iterations (0: only at the end of a session)
+    checkpoint_every: int = 500
 
     def architecture(self) -> dict:
         return {"name": "UNet3D", "in_channels": len(self.channels), "base": self.base, "levels": self.levels,
@@ -150,8 +161,45 @@ def _save_state(state: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+CHECKPOINT = "checkpoint.pt"
+#: settings that may differ between the calls of one resumed run
+_SESSION_FIELDS = ("out_dir", "device", "session_seconds", "session_iterations", "checkpoint_every", "log_every")
+
+
+def _run_identity(cfg: TrainConfig) -> str:
+    return json.dumps({k: v for k, v in _jsonable(asdict(cfg)).items() if k not in _SESSION_FIELDS}, sort_keys=True)
+
+
+def _save_checkpoint(path: Path, cfg: TrainConfig, net: torch.nn.Module, opt: torch.optim.Optimizer,
+                     scaler: torch.amp.GradScaler, gens: tuple[torch.Generator, torch.Generator], it: int,
+                     trained_s: float) -> None:
+    _save_state({"identity": _run_identity(cfg), "iteration": it, "trained_seconds": trained_s,
+                 "net": net.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+                 "generator": gens[0].get_state(), "noise_generator": gens[1].get_state(),
+                 "torch_rng": torch.get_rng_state()}, path)
+
+
+def _restore_checkpoint(path: Path, cfg: TrainConfig, net: torch.nn.Module, opt: torch.optim.Optimizer,
+                        scaler: torch.amp.GradScaler, gens: tuple[torch.Generator, torch.Generator]) -> tuple[int, float]:
+    """Load ``path`` into the training state; returns (iteration, seconds trained so far)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("identity") != _run_identity(cfg):
+        raise ValueError(f"{path}: checkpoint of a run with other settings; use another --out or delete it")
+    net.load_state_dict(state["net"])
+    opt.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    gens[0].set_state(state["generator"])
+    gens[1].set_state(state["noise_generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["iteration"]), float(state["trained_seconds"])
+
+
 def train(cfg: TrainConfig) -> dict:
-    """Train one model; writes ``weights.pt``, ``train_log.jsonl`` and ``train_summary.json`` to ``out_dir``."""
+    """Train one model; writes ``weights.pt``, ``train_log.jsonl`` and ``train_summary.json`` to ``out_dir``.
+
+    A call that stops early (``session_seconds``/``session_iterations``) writes ``checkpoint.pt``
+    instead of weights and returns ``{"complete": False, ...}``; calling again resumes.
+    """
     t_start = time.perf_counter()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,15 +216,31 @@ def train(cfg: TrainConfig) -> dict:
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    gens = (gen, noise_gen)
+    ckpt = out / CHECKPOINT
+    it, trained_before = 0, 0.0
+    if ckpt.is_file():
+        it, trained_before = _restore_checkpoint(ckpt, cfg, net, opt, scaler, gens)
+        log.info("resumed %s at iteration %d (%.0f s trained before)", ckpt, it, trained_before)
     log_path = out / "train_log.jsonl"
-    log_fh = open(log_path, "w", encoding="utf-8")
-    t_train = time.perf_counter()
-    it, running = 0, []
+    log_fh = open(log_path, "a" if it else "w", encoding="utf-8")
+    t_session = time.perf_counter()
+    t_train = t_session - trained_before  # so that now - t_train = seconds trained over all calls
+    first_it, running = it, []
     net.train()
     while True:
         progress = max(it / cfg.iterations, (time.perf_counter() - t_train) / cfg.max_seconds)
         if progress >= 1.0:
             break
+        if (time.perf_counter() - t_session >= cfg.session_seconds
+                or (cfg.session_iterations and it - first_it >= cfg.session_iterations)):
+            if running:
+                _log_record(log_fh, it, running, lr_at(progress, cfg), t_train)
+            log_fh.close()
+            _save_checkpoint(ckpt, cfg, net, opt, scaler, gens, it, time.perf_counter() - t_train)
+            log.info("session ended at iteration %d; resume with the same command", it)
+            return {"complete": False, "iterations": it, "train_seconds": round(time.perf_counter() - t_train, 1),
+                    "device": str(device), "checkpoint": str(ckpt)}
         lr = lr_at(progress, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -195,13 +259,16 @@ def train(cfg: TrainConfig) -> dict:
         if it % cfg.log_every == 0:
             _log_record(log_fh, it, running, lr, t_train)
             running = []
+        if cfg.checkpoint_every and it % cfg.checkpoint_every == 0:
+            _save_checkpoint(ckpt, cfg, net, opt, scaler, gens, it, time.perf_counter() - t_train)
     if running:
         _log_record(log_fh, it, running, lr_at(1.0, cfg), t_train)
     log_fh.close()
     train_s = time.perf_counter() - t_train
     state = {k: v.detach().float().cpu() for k, v in net.state_dict().items()}
     _save_state(state, out / "weights.pt")
-    summary = {"config": _jsonable(asdict(cfg)), "architecture": cfg.architecture(), "iterations": it,
+    ckpt.unlink(missing_ok=True)
+    summary = {"complete": True, "config": _jsonable(asdict(cfg)), "architecture": cfg.architecture(), "iterations": it,
                "train_seconds": round(train_s, 1), "device": str(device),
                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                "torch": torch.__version__, "cases": [c.case_id for c in cases]}
