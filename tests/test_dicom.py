@@ -49,6 +49,46 @@ def write_dicom_series(vol: Volume, folder: Path, series_number: int = 1, descri
     return folder
 
 
+def write_enhanced_dicom(vol: Volume, path: Path, order: list[int] | None = None,
+                         positions: list[int] | None = None) -> Path:
+    """Write ``vol`` as one enhanced (multi-frame) MR file: orientation, pixel spacing shared,
+    position and rescale per frame; frames stored in ``order``; ``positions`` overrides each frame's k."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import EnhancedMRImageStorage
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lps = FLIP @ vol.affine
+    dx, dy = np.linalg.norm(lps[:3, 0]), np.linalg.norm(lps[:3, 1])
+    n = vol.shape[2]
+    order = list(range(n)) if order is None else order
+    positions = order if positions is None else positions
+    ds = mr_dataset(generate_uid(), generate_uid(), generate_uid())
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
+    ds.SeriesNumber, ds.SeriesDescription = 4, "3D FLAIR enhanced"
+    ds.NumberOfFrames = len(order)
+    ds.Rows, ds.Columns = vol.shape[1], vol.shape[0]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    orientation, measures, shared = Dataset(), Dataset(), Dataset()
+    orientation.ImageOrientationPatient = [f"{x:.8f}" for x in (*(lps[:3, 0] / dx), *(lps[:3, 1] / dy))]
+    measures.PixelSpacing = [f"{dy:.6f}", f"{dx:.6f}"]
+    measures.SliceThickness = f"{np.linalg.norm(lps[:3, 2]):.6f}"
+    shared.PlaneOrientationSequence, shared.PixelMeasuresSequence = [orientation], [measures]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    groups, frames = [], []
+    for k, pos in zip(order, positions):
+        plane, value, group = Dataset(), Dataset(), Dataset()
+        plane.ImagePositionPatient = [f"{x:.6f}" for x in (lps @ np.array([0, 0, pos, 1.0]))[:3]]
+        value.RescaleSlope, value.RescaleIntercept, value.RescaleType = "0.5", "-10", "US"
+        group.PlanePositionSequence, group.PixelValueTransformationSequence = [plane], [value]
+        groups.append(group)
+        frames.append(np.round((np.asarray(vol.data)[:, :, k].T + 10) / 0.5).astype(np.uint16))
+    ds.PerFrameFunctionalGroupsSequence = groups
+    ds.PixelData = np.stack(frames).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 def same_geometry(a: Volume, b: Volume) -> None:
     ca, cb = reorient_canonical(a), reorient_canonical(b)
     assert ca.shape == cb.shape
@@ -114,6 +154,41 @@ def test_missing_slice_and_empty_folder_refused(tmp_path: Path) -> None:
     (tmp_path / "empty" / "notes.txt").write_text("not dicom")
     with pytest.raises(InputError, match="no DICOM"):
         load_volume(tmp_path / "empty")
+
+
+def test_enhanced_multiframe_oblique_roundtrip(tmp_path: Path) -> None:
+    base = np.diag([0.9, 0.9, 1.2, 1.0])
+    base[:3, 3] = [-50, -60, -40]
+    vol = _volume(rigid_matrix((-7.0, 10.0, 4.0), (2.0, 1.0, -3.0)) @ base, shape=(14, 12, 9), seed=5)
+    order = [int(k) for k in np.random.default_rng(4).permutation(vol.shape[2])]
+    folder = tmp_path / "enh"
+    write_enhanced_dicom(vol, folder / "IM0001", order=order)
+    loaded = load_volume(folder, role="FLAIR")
+    same_geometry(vol, loaded)
+    assert loaded.zooms == pytest.approx((0.9, 0.9, 1.2), abs=1e-4)
+
+
+def test_enhanced_multiframe_problems_are_named(tmp_path: Path) -> None:
+    import pydicom
+
+    vol = _volume(np.diag([1.0, 1.0, 2.0, 1.0]), shape=(8, 8, 4))
+    # a 4-D acquisition (two frames per position) is refused, naming the frames
+    path = write_enhanced_dicom(vol, tmp_path / "echo" / "IM1", order=[0, 1, 2, 3], positions=[0, 1, 0, 1])
+    with pytest.raises(InputError, match="same position.*frame"):
+        load_volume(path.parent)
+    # a frame without a position
+    path = write_enhanced_dicom(vol, tmp_path / "nopos" / "IM1")
+    ds = pydicom.dcmread(path)
+    del ds.PerFrameFunctionalGroupsSequence[2].PlanePositionSequence
+    ds.save_as(path)
+    with pytest.raises(InputError, match="frame 3 has no PlanePosition") as err:
+        load_volume(path.parent)
+    assert err.value.path == path
+    # several frames without any per-frame geometry
+    del ds.PerFrameFunctionalGroupsSequence
+    ds.save_as(path)
+    with pytest.raises(InputError, match="no per-frame geometry"):
+        load_volume(path.parent)
 
 
 @pytest.mark.realdata
