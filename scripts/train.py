@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
 
+from mslesion.model.augment import AugmentConfig  # noqa: E402
 from mslesion.model.training import TrainConfig, train  # noqa: E402
 
 
@@ -42,6 +43,8 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
     ap.add_argument("--infer-window", type=int, nargs=3, default=(160, 192, 160))
     ap.add_argument("--session-seconds", type=float, default=1e9,
                     help="end this call after this long with checkpoint.pt; the same command resumes")
+    ap.add_argument("--synthetic-lesions", type=float, default=0.0, metavar="P",
+                    help="probability per patch of pasting synthetic lesions into normal tissue")
     ap.add_argument("--no-holdout-tta", action="store_true", help="skip flip TTA when predicting held-out cases")
     a = ap.parse_args(argv)
     channels = tuple(c.strip() for c in a.channels.split(",") if c.strip())
@@ -51,7 +54,8 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
                        holdout=tuple(h for h in a.holdout.split(",") if h), iterations=a.iterations,
                        max_seconds=a.max_seconds, patch=tuple(a.patch), batch=a.batch, base=a.base, lr=a.lr,
                        seed=a.seed, device=a.device, infer_window=tuple(a.infer_window),
-                       holdout_tta=not a.no_holdout_tta, session_seconds=a.session_seconds)
+                       holdout_tta=not a.no_holdout_tta, session_seconds=a.session_seconds,
+                       augment=AugmentConfig(p_synthetic=a.synthetic_lesions))
 
 
 def package(argv: list[str]) -> int:

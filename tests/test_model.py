@@ -212,6 +212,28 @@ def test_augmentation_keeps_absent_channels_zero_and_shapes():
     assert torch.all(out[0, 1:] == 0) and not torch.equal(out[1], img[1])
 
 
+def test_synthetic_lesions_are_pasted_into_tissue_and_label():
+    from mslesion.model.augment import paste_lesions
+
+    patch = torch.zeros(3, 40, 40, 40)
+    patch[0] = 0.2   # FLAIR: normal tissue everywhere
+    patch[1] = 0.1   # T1
+    cfg = AugmentConfig(p_synthetic=1.0, synthetic_max=2, synthetic_radius=(2.0, 4.0))
+    out = paste_lesions(patch, ("flair", "t1"), cfg, torch.Generator().manual_seed(3))
+    label = out[2] > 0.5
+    assert label.any() and label.sum() < 0.1 * label.numel()
+    assert out[0][label].mean() > 0.2 + 0.3 and out[1][label].mean() < 0.1   # brighter FLAIR, darker T1
+    assert torch.equal(out[0][out[0] == 0.2], patch[0][out[0] == 0.2])      # untouched elsewhere
+    again = paste_lesions(patch, ("flair", "t1"), cfg, torch.Generator().manual_seed(3))
+    assert torch.equal(out, again)
+    # no normal-appearing tissue (CSF-dark FLAIR): nothing is pasted
+    dark = patch.clone()
+    dark[0] = -3.0
+    assert torch.equal(paste_lesions(dark, ("flair", "t1"), cfg, torch.Generator().manual_seed(3)), dark)
+    # probability 0: unchanged
+    assert torch.equal(paste_lesions(patch, ("flair",), AugmentConfig(), torch.Generator()), patch)
+
+
 def write_npz_cases(folder: Path) -> None:
     """Two phantom 'subjects' in the prepare_training_data format."""
     folder.mkdir(parents=True)

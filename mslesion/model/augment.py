@@ -4,7 +4,10 @@ Spatial: random rotation, scaling, flips, translation and a smooth elastic
 field, applied by one ``grid_sample`` from the whole case volume, so patches
 have no border artefacts.  Intensity: per-channel contrast/brightness, gamma,
 smooth multiplicative bias field, Gaussian noise, blur, and simulated thick
-slices / low resolution (average along one axis, then upsample).
+slices / low resolution (average along one axis, then upsample).  Optional
+synthetic lesions (:func:`paste_lesions`): soft-edged, textured ellipsoids added
+to normal-appearing tissue of the patch (brighter on FLAIR/T2, darker on T1) and
+to its label, before the intensity augmentation.
 """
 from __future__ import annotations
 
@@ -31,6 +34,12 @@ class AugmentConfig:
     p_lowres: float = 0.35
     lowres_factor: tuple[float, float] = (2.0, 6.0)
     p_drop_channel: float = 0.2
+    #: synthetic lesions: probability per patch, count, radius (voxels), FLAIR amplitude (robust-z units;
+    #: real lesions sit about 0.5-1.5 above the brain median of the model input)
+    p_synthetic: float = 0.0
+    synthetic_max: int = 3
+    synthetic_radius: tuple[float, float] = (1.5, 6.0)
+    synthetic_amplitude: tuple[float, float] = (0.4, 1.4)
 
 
 def random_rotation(n: int, max_deg: float, gen: torch.Generator) -> torch.Tensor:
@@ -132,4 +141,48 @@ def intensity_augment(img: torch.Tensor, present: torch.Tensor, cfg: AugmentConf
                 x[ch] = 0
         x = x * present[b].view(c, 1, 1, 1)
         out[b] = x
+    return out
+
+
+#: per-channel sign and scale of a synthetic lesion (FLAIR, T1, T2 order of the training channels)
+_LESION_SIGN = {"flair": 1.0, "t1": -0.45, "t2": 0.9}
+
+
+def paste_lesions(patch: torch.Tensor, channels: tuple[str, ...], cfg: AugmentConfig,
+                  gen: torch.Generator) -> torch.Tensor:
+    """Add up to ``cfg.synthetic_max`` synthetic lesions to one patch (C + 1, D, H, W; last = label).
+
+    Each lesion is a randomly oriented ellipsoid with a soft edge and a smooth texture, centred
+    on a voxel of normal-appearing tissue (FLAIR between -0.5 and 0.6 robust-z, i.e. not CSF,
+    background or an existing lesion).  The label becomes 1 where the lesion profile exceeds 0.5.
+    """
+    if _rand(gen) >= cfg.p_synthetic:
+        return patch
+    out = patch.clone()
+    size = torch.tensor(patch.shape[1:])
+    dev = patch.device
+    for _ in range(1 + int(_rand(gen) * cfg.synthetic_max) % cfg.synthetic_max):
+        radii = cfg.synthetic_radius[0] + (cfg.synthetic_radius[1] - cfg.synthetic_radius[0]) * torch.rand(3, generator=gen)
+        margin = int(math.ceil(float(radii.max()) * 1.5)) + 2
+        if bool((size <= 2 * margin + 1).any()):
+            continue
+        cands = (margin + torch.rand(32, 3, generator=gen) * (size - 2 * margin - 1).float()).long()
+        values = out[0][cands[:, 0], cands[:, 1], cands[:, 2]].cpu()
+        ok = torch.nonzero((values > -0.5) & (values < 0.6))
+        if len(ok) == 0:
+            continue
+        centre = cands[int(ok[0, 0])]
+        box = tuple(slice(int(c) - margin, int(c) + margin + 1) for c in centre)
+        axes = [torch.arange(-margin, margin + 1, dtype=torch.float32) for _ in range(3)]
+        offs = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1) @ random_rotation(1, 180.0, gen)[0]
+        dist = ((offs / radii) ** 2).sum(-1).sqrt()
+        sharp = 3.0 + 5.0 * _rand(gen)
+        texture = 1.0 + 0.25 * F.interpolate(torch.randn(1, 1, 4, 4, 4, generator=gen), size=dist.shape,
+                                             mode="trilinear", align_corners=True)[0, 0]
+        profile = (torch.sigmoid((1.0 - dist) * sharp * 2.0) * texture).clamp(0, 1.5).to(dev)
+        lo, hi = cfg.synthetic_amplitude
+        amp = lo + (hi - lo) * _rand(gen)
+        for ch, name in enumerate(channels):
+            out[ch][box] = out[ch][box] + amp * _LESION_SIGN.get(name, 0.0) * profile
+        out[-1][box] = torch.maximum(out[-1][box], (profile > 0.5).float())
     return out

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import AugmentConfig, intensity_augment, sample_patch
+from .augment import AugmentConfig, intensity_augment, paste_lesions, sample_patch
 from .inference import resolve_device, sliding_window_predict
 from .unet import UNet3D
 
@@ -123,6 +123,8 @@ def draw_batch(cases: list[Case], cfg: TrainConfig, gen: torch.Generator,
         centre = pool[int(torch.randint(len(pool), (1,), generator=gen))].float()
         centre = centre + (torch.rand(3, generator=gen) * 2 - 1) * jitter
         patch = sample_patch(case.volume, centre, cfg.patch, cfg.augment, gen)
+        if cfg.augment.p_synthetic > 0:
+            patch = paste_lesions(patch, tuple(cfg.channels), cfg.augment, gen)
         imgs.append(patch[:-1])
         labs.append(patch[-1:])
         pres.append(case.present)
