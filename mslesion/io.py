@@ -30,10 +30,11 @@ MIN_OVERLAP = 0.5
 _NIFTI_SUFFIXES = (".nii", ".nii.gz", ".img", ".hdr")
 
 
-def load_volume(path: str | Path, *, role: str = "image") -> Volume:
+def load_volume(path: str | Path, *, role: str = "image", allow_empty: bool = False) -> Volume:
     """Load a NIfTI file or a folder holding one DICOM series, with all checks.
 
-    ``role`` ("FLAIR", "T1", ...) only makes messages clearer.
+    ``role`` ("FLAIR", "T1", ...) only makes messages clearer.  ``allow_empty`` accepts an
+    all-zero image (a lesion mask with no lesion); images are refused when empty.
     """
     path = Path(path)
     if not path.exists():
@@ -54,7 +55,7 @@ def load_volume(path: str | Path, *, role: str = "image") -> Volume:
         raise InputError(path, f"{role} is not a regular file (a device, pipe or socket cannot be read as an image)")
     else:
         vol = _load_nifti(path, role)
-    check_voxels(vol, role)
+    check_voxels(vol, role, allow_empty=allow_empty)
     log.info("loaded %s %s shape=%s zooms=%s", role, path, vol.shape, tuple(round(z, 3) for z in vol.zooms))
     return vol
 
@@ -208,20 +209,25 @@ def check_affine(path: Path | None, affine: np.ndarray, role: str) -> None:
         raise InputError(path, f"{role} has a singular voxel-to-world affine (determinant {det:.3g})")
 
 
-def check_voxels(vol: Volume, role: str) -> None:
-    """Refuse NaN/inf, all-zero and constant images."""
+def load_mask(path: str | Path, role: str = "lesion") -> Volume:
+    """Load a binary mask (any nonzero voxel is in it); an empty mask is valid."""
+    return load_volume(path, role=f"{role} mask", allow_empty=True)
+
+
+def check_voxels(vol: Volume, role: str, allow_empty: bool = False) -> None:
+    """Refuse NaN/inf, all-zero (unless ``allow_empty``) and constant images."""
     data = vol.data
     finite = np.isfinite(data)
     if not finite.all():
         bad = int(data.size - np.count_nonzero(finite))
         raise InputError(vol.path, f"{role} contains {bad} NaN or infinite voxels")
-    lo, hi = float(data.min()), float(data.max())
-    if lo == hi == 0.0:
-        raise InputError(vol.path, f"{role} image is all zeros")
-    if lo == hi:
-        raise InputError(vol.path, f"{role} image is constant (every voxel is {lo:g})")
     if any(z <= 0 for z in vol.zooms):
         raise InputError(vol.path, f"{role} has zero or negative voxel sizes {vol.zooms}")
+    lo, hi = float(data.min()), float(data.max())
+    if lo == hi == 0.0 and not allow_empty:
+        raise InputError(vol.path, f"{role} image is all zeros")
+    if lo == hi != 0.0:
+        raise InputError(vol.path, f"{role} image is constant (every voxel is {lo:g})")
 
 
 def world_overlap_fraction(a: Volume, b: Volume) -> float:

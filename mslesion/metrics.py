@@ -1,7 +1,7 @@
 """Segmentation scores: voxel Dice, lesion-wise detection, volume difference."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -26,6 +26,10 @@ class Scores:
 
     def as_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+#: the score names, in the order of :class:`Scores` (CSV columns)
+SCORE_FIELDS = tuple(f.name for f in fields(Scores))
 
 
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -98,6 +99,36 @@ def test_evaluate_prints_json(tmp_path, phantom_files, capsys):
     scores = json.loads(capsys.readouterr().out)
     assert scores["dice"] == 1.0 and scores["lesion_f1"] == 1.0
     assert scores["ref_lesions"] == len(phantom_files["phantom"].lesion_centres_vox)
+
+
+def test_evaluate_cohort_from_pairs_csv(tmp_path, phantom_files, capsys):
+    import csv
+
+    ref = nib.load(phantom_files["truth"])
+    save(np.zeros(ref.shape), tmp_path / "empty.nii.gz", ref.affine)
+    truth = Path(phantom_files["truth"])
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("subject,pred,ref\n"
+                     f"sub-01,{truth},{truth}\n"
+                     f"sub-02,empty.nii.gz,{truth}\n"          # relative to the CSV's folder
+                     f"sub-03,missing.nii.gz,{truth}\n")
+    out = tmp_path / "scores.csv"
+    assert main(["evaluate", "--pairs", str(pairs), "--out", str(out)]) == 1   # one pair failed
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    n = len(phantom_files["phantom"].lesion_centres_vox)
+    assert summary["subjects"] == 2 and summary["failed"] == 1
+    assert summary["mean_dice"] == 0.5 and summary["mean_lesion_sensitivity"] == 0.5
+    assert summary["pooled_lesion_sensitivity"] == 0.5 and summary["pooled_lesion_precision"] == 1.0
+    assert "sub-03 not scored" in captured.err and "does not exist" in captured.err
+    rows = list(csv.DictReader(out.open()))
+    assert [r["subject"] for r in rows] == ["sub-01", "sub-02", "sub-03"]
+    assert rows[0]["ref_lesions"] == str(n) and rows[1]["dice"] == "0.0" and "missing.nii.gz" in rows[2]["error"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,prediction\nx,y\n")
+    assert main(["evaluate", "--pairs", str(bad)]) == 2
+    assert "missing subject, pred, ref" in capsys.readouterr().err
+    assert main(["evaluate", "--pairs", str(pairs), "--pred", str(truth)]) == 2
 
 
 def test_evaluate_accepts_empty_prediction(tmp_path, phantom_files, capsys):

@@ -1,39 +1,68 @@
-"""`mslesion evaluate`: score a predicted mask against a reference mask."""
+"""`mslesion evaluate`: score predicted lesion masks against reference masks (one pair or a cohort)."""
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
-
-from ..io import load_volume
-from ..metrics import evaluate
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="Dice, lesion-wise F1 and volume difference of a mask against a reference")
-    p.add_argument("--pred", required=True, type=Path, help="predicted lesion mask")
-    p.add_argument("--ref", required=True, type=Path, help="reference (expert) lesion mask")
+    p = sub.add_parser("evaluate", help="Dice, lesion-wise F1 and volume difference of masks against references",
+                       description="Score one --pred/--ref pair, or a cohort listed in --pairs CSV (columns "
+                                   "subject,pred,ref; relative paths from the CSV's folder). A pair that cannot be "
+                                   "scored is recorded and the others go on; exit code 1 if any failed.")
+    p.add_argument("--pred", type=Path, help="predicted lesion mask")
+    p.add_argument("--ref", type=Path, help="reference (expert) lesion mask")
+    p.add_argument("--pairs", type=Path, help="CSV with columns subject,pred,ref (cohort evaluation)")
+    p.add_argument("--out", type=Path, help="also write the scores: .json (summary and rows) or .csv (one row each)")
     p.add_argument("--connectivity", type=int, choices=[6, 18, 26], default=26, help="lesion connectivity")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    pred = load_mask(args.pred, "prediction")
-    ref = load_mask(args.ref, "reference")
-    scores = evaluate(pred, ref, connectivity=args.connectivity)
-    print(json.dumps(scores.as_dict(), indent=2))
-    return 0
-
-
-def load_mask(path: Path, role: str):
-    """Load a mask; an empty mask is valid here (unlike an all-zero image)."""
+    from ..atomic import write_json, write_text
     from ..errors import InputError
 
-    try:
-        return load_volume(path, role=f"{role} mask")
-    except InputError as exc:
-        if "all zeros" not in exc.problem:
-            raise
-        from ..io import _load_nifti
+    single = args.pred is not None or args.ref is not None
+    if (args.pairs is not None and single) or (args.pairs is None and (args.pred is None or args.ref is None)):
+        raise InputError(None, "give either --pred and --ref, or --pairs CSV")
+    if args.out is not None and args.out.suffix.lower() not in (".json", ".csv"):
+        raise InputError(args.out, "--out must end in .json or .csv")
+    if args.pairs is None:
+        from ..io import load_mask
+        from ..metrics import evaluate
 
-        return _load_nifti(path, f"{role} mask")
+        scores = evaluate(load_mask(args.pred, "prediction"), load_mask(args.ref, "reference"),
+                          connectivity=args.connectivity).as_dict()
+        print(json.dumps(scores, indent=2))
+        if args.out is not None:
+            if args.out.suffix.lower() == ".json":
+                write_json(args.out, scores)
+            else:
+                write_text(args.out, _csv([{"pred": str(args.pred), "ref": str(args.ref), **scores}]))
+        return 0
+    from ..cohort_eval import evaluate_pairs, read_pairs
+
+    cohort = evaluate_pairs(read_pairs(args.pairs), connectivity=args.connectivity)
+    summary = cohort.summary()
+    print(json.dumps(summary, indent=2))
+    for failure in cohort.failures:
+        print(f"mslesion evaluate: {failure['subject']} not scored: {failure['error']}", file=sys.stderr)
+    if args.out is not None:
+        if args.out.suffix.lower() == ".json":
+            write_json(args.out, {"summary": summary, "subjects": cohort.rows, "failures": cohort.failures})
+        else:
+            write_text(args.out, _csv(cohort.table()))
+    return 1 if cohort.failures else 0
+
+
+def _csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
