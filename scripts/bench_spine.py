@@ -7,7 +7,8 @@ Prints every figure quoted in notes/issue-6.md:
   3. cord lesions: t2_fake_lesion (Dice, lesion F1) and >= 30 synthetic lesions of varied size and
      contrast inserted into the real healthy cords (lesion-wise sensitivity, precision, F1).
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_spine.py [--data ../shared/data/spine] [--quick]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_spine.py [--data ../shared/data/spine]
+        [--seed S | --seeds S1 S2 ...] [--skip cords levels fake healthy synthetic]
 """
 from __future__ import annotations
 
@@ -177,7 +178,33 @@ def bench_synthetic(data: Path, per_image: int, rng: np.random.Generator) -> dic
     print("  sensitivity by image contrast:", {k: f"{d}/{n}" for k, (d, n) in by_contrast.items()})
     print(f"synthetic: {n_ins} insertions, sensitivity {sens:.3f} ({tot['det']}/{tot['n_ref']}), "
           f"precision {prec:.3f} ({tot['tp']}/{tot['n_pred']}), lesion F1 {f1:.3f}")
-    return {"insertions": n_ins, "f1": f1, "sensitivity": sens, "precision": prec}
+    return {"insertions": n_ins, "f1": f1, "sensitivity": sens, "precision": prec, **tot}
+
+
+def _f1(det: int, n_ref: int, tp: int, n_pred: int) -> tuple[float, float, float]:
+    sens = det / max(n_ref, 1)
+    prec = tp / max(n_pred, 1)
+    return sens, prec, 2 * sens * prec / max(sens + prec, 1e-9)
+
+
+def bench_synthetic_seeds(data: Path, per_image: int, seeds: list[int]) -> dict:
+    """One synthetic set per seed (each exactly what ``--seed S`` inserts); per-seed and pooled figures."""
+    rows = {}
+    for seed in seeds:
+        print(f"-- seed {seed} --")
+        rows[seed] = bench_synthetic(data, per_image, np.random.default_rng(seed))
+    print("== synthetic lesions, per seed and pooled ==")
+    print(f"  {'seed':>6s} {'ins':>4s} {'sens':>13s} {'prec':>13s} {'F1':>6s}")
+    for seed, r in rows.items():
+        print(f"  {seed:>6d} {r['insertions']:>4d} {r['sensitivity']:.3f} ({r['det']:>2d}/{r['n_ref']:>2d}) "
+              f"{r['precision']:.3f} ({r['tp']:>2d}/{r['n_pred']:>2d}) {r['f1']:.3f}")
+    pooled = {k: sum(r[k] for r in rows.values()) for k in ("insertions", "det", "n_ref", "tp", "n_pred")}
+    sens, prec, f1 = _f1(pooled["det"], pooled["n_ref"], pooled["tp"], pooled["n_pred"])
+    f1s = [r["f1"] for r in rows.values()]
+    print(f"  pooled seeds {' '.join(map(str, seeds))}: {pooled['insertions']} insertions, sensitivity {sens:.3f} "
+          f"({pooled['det']}/{pooled['n_ref']}), precision {prec:.3f} ({pooled['tp']}/{pooled['n_pred']}), "
+          f"lesion F1 {f1:.3f}; per-seed F1 min {min(f1s):.3f}, mean {np.mean(f1s):.3f}")
+    return {"per_seed": rows, "pooled": {**pooled, "sensitivity": sens, "precision": prec, "f1": f1}}
 
 
 def bench_fake(data: Path) -> None:
@@ -204,6 +231,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "spine")
     ap.add_argument("--per-image", type=int, default=6, help="synthetic lesions per healthy image (6 images)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="several synthetic sets in one call (each as with --seed S), per-seed and pooled figures")
     ap.add_argument("--skip", nargs="*", default=[], choices=["cords", "levels", "fake", "healthy", "synthetic"])
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -217,7 +246,10 @@ def main() -> None:
     if "healthy" not in args.skip:
         bench_healthy_fp(args.data)
     if "synthetic" not in args.skip:
-        bench_synthetic(args.data, args.per_image, np.random.default_rng(args.seed))
+        if args.seeds:
+            bench_synthetic_seeds(args.data, args.per_image, args.seeds)
+        else:
+            bench_synthetic(args.data, args.per_image, np.random.default_rng(args.seed))
     print(f"total {time.perf_counter() - t0:.0f}s")
 
 

@@ -106,7 +106,8 @@ def analyze_volume(vol: Volume, contrast: str, out_dir: Path | None, options: Sp
                                     "volume_ml": round(float(sum(l["volume_mm3"] for l in lesions)) / 1000, 5)}},
         "mcdonald_dis": spinal_dis(lesions, contrast),
         "method": {"cord": "centreline tracking + polar dynamic-programming border (classical)",
-                   "lesions": "robust z-score vs normal cord, hysteresis inside cord"},
+                   "lesions": "robust z-score vs normal cord, lesion-scale matched filters and left-right "
+                               "asymmetry vs the mirrored cord, hysteresis inside cord"},
         "mslesion_version": __version__,
     }
     report["timings_s"] = {"total_s": round(time.perf_counter() - t0, 3)}

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from ..volume import Volume
 
@@ -94,8 +94,10 @@ def _sector_contrast(small: np.ndarray, semi: tuple[float, float], inner_f: floa
     xx, yy = np.mgrid[-size[0]:size[0] + 1, -size[1]:size[1] + 1]
     sector = (np.floor(np.mod(np.arctan2(yy / b, xx / a), 2 * np.pi) / (np.pi / 4)).astype(int)) % 8
 
+    from scipy.signal import fftconvolve  # slow to import: only when a cord is searched
+
     def conv(k: np.ndarray) -> np.ndarray:
-        out = signal.fftconvolve(padded, (k / k.sum())[::-1, ::-1, None], mode="same", axes=(0, 1))
+        out = fftconvolve(padded, (k / k.sum())[::-1, ::-1, None], mode="same", axes=(0, 1))
         return out[size[0]:-size[0], size[1]:-size[1]]
 
     m_in = conv(inner)
