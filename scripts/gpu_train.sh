@@ -3,6 +3,8 @@
 # then GPU inference timing. Usage (repo root, on the device machine):
 #   bash scripts/gpu_train.sh SECONDS OUTDIR [DATA]
 # SECONDS: training time box per model; OUTDIR receives final.tar, cv.tar, logs.
+# ONLY_FLAIR=1 trains just the FLAIR model's 5 folds + final (6 processes instead of 9: more steps each).
+# TRAIN_ARGS is passed to every scripts/train.py call, e.g. TRAIN_ARGS="--synthetic-lesions 0.3".
 set -u
 SECS=${1:-360}
 OUTDIR=${2:-/tmp/gpu_out}
@@ -24,21 +26,25 @@ for s in ljubljana_patient07 ljubljana_patient26 isbi_training01 isbi_training02
   $PY scripts/train.py $COMMON --channels flair --holdout $s --out $R/cvflair_$s > $R/cvflair_$s.log 2>&1 &
   pids="$pids $!"
 done
-for s in ljubljana_patient07 ljubljana_patient26; do
+MULTI_SUBJECTS="ljubljana_patient07 ljubljana_patient26"
+[ "${ONLY_FLAIR:-0}" = 1 ] && MULTI_SUBJECTS=""
+for s in $MULTI_SUBJECTS; do
   $PY scripts/train.py $COMMON --channels flair,t1,t2 --holdout $s --out $R/cvmulti_$s > $R/cvmulti_$s.log 2>&1 &
   pids="$pids $!"
 done
 $PY scripts/train.py $COMMON --channels flair --out $R/final_flair > $R/final_flair.log 2>&1 &
 pids="$pids $!"
-$PY scripts/train.py $COMMON --channels flair,t1,t2 --out $R/final_multi > $R/final_multi.log 2>&1 &
-pids="$pids $!"
+if [ -n "$MULTI_SUBJECTS" ]; then
+  $PY scripts/train.py $COMMON --channels flair,t1,t2 --out $R/final_multi > $R/final_multi.log 2>&1 &
+  pids="$pids $!"
+fi
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv | tee -a "$OUTDIR/gpu.txt"
 fail=0
 for p in $pids; do wait $p || fail=$((fail+1)); done
 echo "training processes failed: $fail" | tee -a "$OUTDIR/gpu.txt"
 tail -n 2 $R/*.log
 # package final models and time GPU inference on a 182x218x182 volume
-for m in flair multi; do
+for m in flair ${MULTI_SUBJECTS:+multi}; do
   $PY - "$R/final_$m" "$R/model_$m" <<'PYEOF'
 import sys
 from pathlib import Path
@@ -47,8 +53,8 @@ package_run(Path(sys.argv[1]), Path(sys.argv[2]), "candidate")
 PYEOF
 done
 $PY scripts/bench_model.py timing --model $R/model_flair --device ${TIMING_DEVICE:-cuda} --repeats 3 --both-tta 2>&1 | grep '^{' | tee "$OUTDIR/gpu_timing.jsonl"
-$PY scripts/bench_model.py timing --model $R/model_multi --device ${TIMING_DEVICE:-cuda} --repeats 2 --both-tta \
+[ -n "$MULTI_SUBJECTS" ] && $PY scripts/bench_model.py timing --model $R/model_multi --device ${TIMING_DEVICE:-cuda} --repeats 2 --both-tta \
   --case $DATA/ljubljana_patient26.npz 2>&1 | grep '^{' | tee -a "$OUTDIR/gpu_timing.jsonl"
-(cd $R && tar cf "$OUTDIR/final.tar" final_flair final_multi *.log)
-(cd $R && tar cf "$OUTDIR/cv.tar" --exclude=weights.pt cvflair_* cvmulti_*)
+(cd $R && tar cf "$OUTDIR/final.tar" final_flair ${MULTI_SUBJECTS:+final_multi} *.log)
+(cd $R && tar cf "$OUTDIR/cv.tar" --exclude=weights.pt cvflair_* ${MULTI_SUBJECTS:+cvmulti_*})
 ls -la "$OUTDIR"
