@@ -59,6 +59,8 @@ class CohortScores:
 def read_pairs(csv_path: Path) -> list[dict[str, Path | str]]:
     """The (subject, pred, ref) rows of ``csv_path``; paths resolved relative to its folder."""
     csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise InputError(csv_path, "pairs CSV does not exist" if not csv_path.exists() else "pairs CSV is not a file")
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -68,7 +70,7 @@ def read_pairs(csv_path: Path) -> list[dict[str, Path | str]]:
                                            f"missing {', '.join(missing)} (header: {reader.fieldnames})")
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(csv_path, f"pairs CSV cannot be read ({exc})") from exc
+        raise InputError(csv_path, f"pairs CSV cannot be read ({type(exc).__name__}: {exc})") from exc
     pairs = []
     seen: set[str] = set()
     for n, row in enumerate(rows, start=2):
