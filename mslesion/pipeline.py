@@ -39,6 +39,10 @@ class AnalyzeOptions:
 
     model: str = "auto"
     device: str = "auto"
+    #: flip test-time augmentation: None = the model's default for the device (on GPUs, off on CPUs)
+    tta: bool | None = None
+    #: full fp32 inference (no bf16/fp16 autocast), e.g. to compare machines with and without bf16
+    fp32: bool = False
     threshold: float | None = None
     min_lesion_mm3: float = 3.0
     preprocess: PreprocessOptions = field(default_factory=PreprocessOptions)
@@ -105,7 +109,8 @@ class Analyzer:
             return self._fixed
         key = frozenset(contrasts)
         if key not in self._segmenters:
-            self._segmenters[key] = load_segmenter(self.options.model, contrasts=set(contrasts), device=self.options.device)
+            self._segmenters[key] = load_segmenter(self.options.model, contrasts=set(contrasts), device=self.options.device,
+                                                   tta=self.options.tta, amp=not self.options.fp32)
         return self._segmenters[key]
 
     def run(self, inputs: dict[str, str | Path | None], out_dir: str | Path | None = None,
@@ -208,7 +213,7 @@ def build_report(vols: dict[str, Volume], seg: Segmenter, threshold: float, lesi
         },
         "model": {"id": seg.model_id, "kind": seg.kind, "threshold": threshold,
                   **({"inference": seg.inference_settings()} if hasattr(seg, "inference_settings") else {})},
-        "settings": {"min_lesion_mm3": opts.min_lesion_mm3, "device": opts.device},
+        "settings": {"min_lesion_mm3": opts.min_lesion_mm3, "device": opts.device, "tta": opts.tta, "fp32": opts.fp32},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "mslesion_version": __version__,
     }

@@ -310,6 +310,31 @@ def test_cli_train_packages_a_loadable_model(tmp_path):
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r2")]) == 2  # no cases.json
 
 
+def test_analyze_tta_and_fp32_options_reach_the_model(tmp_path):
+    """--tta on --fp32 change how the trained model runs, and report.json says so."""
+    from mslesion.cli import get_parser, main
+    from mslesion.cli.analyze import options_from_args
+    from mslesion.pipeline import Analyzer
+
+    from .factories import make_phantom, save
+
+    write_npz_cases(tmp_path / "data")
+    dest = tmp_path / "models" / "tiny"
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--iterations", "1",
+                 "--patch", "32", "32", "32", "--device", "cpu", "--package-as", str(dest)]) == 0
+    phantom = make_phantom(shape=(40, 40, 32), zooms=(1.0, 1.0, 1.0), lesions=((20, 20, 16, 3.0),))
+    flair = save(phantom.flair, tmp_path / "flair.nii.gz")
+    runs = {}
+    for name, extra in {"default": [], "tta_fp32": ["--tta", "on", "--fp32"]}.items():
+        args = get_parser().parse_args(["analyze", "--flair", str(flair), "--out", str(tmp_path / name),
+                                        "--model", str(dest), "--device", "cpu", *extra])
+        report = Analyzer(options_from_args(args)).run({"flair": flair}, tmp_path / name).report
+        runs[name] = report["model"]["inference"]
+    assert runs["default"]["tta"] is False
+    assert runs["tta_fp32"] == {**runs["tta_fp32"], "tta": True, "precision": "float32"}
+    assert main(["analyze", "--flair", str(flair), "--out", str(tmp_path / "bad"), "--tta", "maybe"]) == 2
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_analyze_isbi_flair_with_trained_model(shared_data, tmp_path):

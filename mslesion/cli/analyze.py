@@ -35,12 +35,17 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="where the model runs (auto: cuda, then mps, then cpu)")
     p.add_argument("--model", default="auto", help="model id or folder under models/, or 'baseline' (default: auto)")
     p.add_argument("--threshold", type=probability, default=None, help="probability threshold (default: the model's)")
+    p.add_argument("--tta", choices=["auto", "on", "off"], default="auto",
+                   help="flip test-time augmentation (auto: on for GPUs, off for CPUs, as validated in the model card)")
+    p.add_argument("--fp32", action="store_true",
+                   help="full fp32 inference (default: bf16/fp16 on GPUs and on CPUs with native bf16)")
 
 
 def options_from_args(args: argparse.Namespace) -> AnalyzeOptions:
     pre = PreprocessOptions(save_dir=Path("preprocessed") if getattr(args, "save_preprocessed", False) else None)
-    return AnalyzeOptions(model=args.model, device=args.device, threshold=args.threshold, preprocess=pre,
-                          max_memory=getattr(args, "max_memory", None))
+    tta = {"auto": None, "on": True, "off": False}[args.tta]
+    return AnalyzeOptions(model=args.model, device=args.device, tta=tta, fp32=args.fp32, threshold=args.threshold,
+                          preprocess=pre, max_memory=getattr(args, "max_memory", None))
 
 
 def probability(text: str) -> float:

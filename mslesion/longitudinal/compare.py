@@ -121,7 +121,8 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     back = np.linalg.inv(transform)  # follow-up world -> baseline world
     mask1 = resample_moving(pre0.brain_mask.with_data(pre0.brain_mask.data.astype(np.float32)), pre1.flair, back, 1)
     pre1 = _with_brain(pre1, mask1.data >= 0.5)
-    seg = segmenter or load_segmenter(aopts.model, contrasts=set(vols0), device=aopts.device)
+    seg = segmenter or load_segmenter(aopts.model, contrasts=set(vols0), device=aopts.device, tta=aopts.tta,
+                                      amp=not aopts.fp32)
     threshold = aopts.threshold if aopts.threshold is not None else seg.threshold
     t0 = time.perf_counter()
     prob0 = seg.predict(pre0)

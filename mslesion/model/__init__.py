@@ -115,11 +115,11 @@ def resolve_model_folder(model: str, contrasts: set[str]) -> Path:
     raise ModelError(root / model, f"no model '{model}' (neither models/{model}/ nor a folder)")
 
 
-_CACHE: dict[tuple[str, str, bool | None], ModelSegmenter] = {}
+_CACHE: dict[tuple[str, str, bool | None, bool | None], ModelSegmenter] = {}
 
 
 def load_model_segmenter(model: str = "auto", contrasts: set[str] | None = None, device: str = "auto",
-                         tta: bool | None = None):
+                         tta: bool | None = None, amp: bool | None = None):
     """Load (once per process) the trained segmenter for ``model`` and ``contrasts``.
 
     With ``model="auto"`` and no trained model installed, falls back to the
@@ -136,9 +136,9 @@ def load_model_segmenter(model: str = "auto", contrasts: set[str] | None = None,
     missing = spec.required - contrasts
     if missing:
         raise ModelError(folder, f"model {spec.model_id} needs contrasts {sorted(missing)} that were not given")
-    key = (str(folder.resolve()), str(resolve_device(device)), tta)
+    key = (str(folder.resolve()), str(resolve_device(device)), tta, amp)
     if key not in _CACHE:
-        _CACHE[key] = ModelSegmenter(spec, device=device, tta=tta)
+        _CACHE[key] = ModelSegmenter(spec, device=device, tta=tta, amp=amp)
     return _CACHE[key]
 
 

@@ -27,8 +27,13 @@ class Segmenter(Protocol):
         ...
 
 
-def load_segmenter(model: str = "auto", contrasts: set[str] | None = None, device: str = "auto") -> Segmenter:
-    """Pick and load a segmenter. ``model`` is 'auto', 'baseline', a model id or a model folder."""
+def load_segmenter(model: str = "auto", contrasts: set[str] | None = None, device: str = "auto",
+                   tta: bool | None = None, amp: bool = True) -> Segmenter:
+    """Pick and load a segmenter. ``model`` is 'auto', 'baseline', a model id or a model folder.
+
+    ``tta`` (None: the model's default for the device) and ``amp`` (mixed precision where the
+    device supports it) apply to trained models only.
+    """
     contrasts = contrasts or {"flair"}
     if model == BASELINE_ID or model == "baseline":
         return ThresholdSegmenter()
@@ -38,7 +43,7 @@ def load_segmenter(model: str = "auto", contrasts: set[str] | None = None, devic
         if model != "auto":
             raise
         return ThresholdSegmenter()
-    return load_model_segmenter(model, contrasts=contrasts, device=device)
+    return load_model_segmenter(model, contrasts=contrasts, device=device, tta=tta, amp=amp)
 
 
 __all__ = ["Segmenter", "load_segmenter", "ThresholdSegmenter", "BASELINE_ID"]
