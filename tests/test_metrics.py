@@ -75,3 +75,25 @@ def test_remove_small():
     m[10:13, 10:13, 10:13] = True
     kept = remove_small(m, 5)
     assert kept.sum() == 27
+
+
+@pytest.mark.realdata
+def test_cohort_evaluation_of_isbi_inter_rater_agreement(shared_data, tmp_path):
+    """Rater 2 scored against rater 1 on the three ISBI cases: the human level quoted in issue 4
+    (Dice 0.58-0.86, lesion F1 0.57-0.87); swapping the raters swaps sensitivity and precision."""
+    from mslesion.cohort_eval import evaluate_pairs, read_pairs
+
+    isbi = shared_data / "brain_ms" / "isbi2015"
+    rows = ["subject,pred,ref"] + [f"{c},{isbi / c / 'lesions_rater2.nii.gz'},{isbi / c / 'lesions_rater1.nii.gz'}"
+                                   for c in ("training01", "training02", "training03")]
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    forward = evaluate_pairs(read_pairs(tmp_path / "pairs.csv"))
+    assert not forward.failures and len(forward.rows) == 3
+    for row in forward.rows:
+        assert 0.58 <= row["dice"] <= 0.87 and 0.55 <= row["lesion_f1"] <= 0.88
+    summary = forward.summary()
+    assert 0.65 < summary["mean_dice"] < 0.85
+    swapped = evaluate_pairs([{**p, "pred": p["ref"], "ref": p["pred"]} for p in read_pairs(tmp_path / "pairs.csv")])
+    for a, b in zip(forward.rows, swapped.rows):
+        assert a["dice"] == b["dice"]
+        assert a["lesion_sensitivity"] == b["lesion_precision"] and a["lesion_precision"] == b["lesion_sensitivity"]
