@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 import pytest
 from scipy import ndimage
 
@@ -157,8 +158,13 @@ def test_registration_real_t1_to_flair(shared_data: Path) -> None:
     surface = brain & ~ndimage.binary_erosion(brain)
     pts = (np.c_[np.array(np.nonzero(surface)).T, np.ones(surface.sum())] @ flair.affine.T)[:, :3]
     s = rigid_matrix((8.0, -6.0, 9.0), (-7.0, 8.0, 6.0), pts.mean(0))
-    est = register_rigid(flair, resample_moving(t1, t1, s), fixed_mask=ndimage.binary_dilation(brain, iterations=3))
+    moving, mask = resample_moving(t1, t1, s), ndimage.binary_dilation(brain, iterations=3)
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    est = register_rigid(flair, moving, fixed_mask=mask)
     assert surface_error_mm(est, np.linalg.inv(s), pts) < 1.0
+    # reproducible: the same fit on every run (multi-threaded ITK metrics are not), default restored
+    assert np.array_equal(est, register_rigid(flair, moving, fixed_mask=mask))
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == threads
 
 
 @pytest.mark.realdata

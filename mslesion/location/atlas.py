@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,6 +25,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
+from ..preprocess.sitk_bridge import registration_method, reproducible_threads
 from ..volume import Volume
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def _run(fixed: sitk.Image, moving: sitk.Image, fixed_mask: sitk.Image | None, m
          initial: sitk.Transform, shrink: list[int], iterations: int,
          learning_rate: float = 1.0) -> tuple[sitk.Transform, float]:
     """One multi-resolution Mattes-MI registration stage; returns (fitted transform, final metric)."""
-    reg = sitk.ImageRegistrationMethod()
+    reg = registration_method()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentage(SAMPLING, 7)
@@ -127,7 +127,8 @@ def _run(fixed: sitk.Image, moving: sitk.Image, fixed_mask: sitk.Image | None, m
     reg.SetSmoothingSigmasPerLevel([s / 2.0 for s in shrink])
     reg.SetSmoothingSigmasAreSpecifiedInPhysicalUnits(False)
     reg.SetInitialTransform(initial, inPlace=False)
-    out = reg.Execute(fixed, moving)
+    with reproducible_threads():
+        out = reg.Execute(fixed, moving)
     metric = float(reg.GetMetricValue())
     log.info("template %s: MI %.4f after %d iterations", initial.GetName(), metric, reg.GetOptimizerIteration())
     if isinstance(out, sitk.CompositeTransform) and out.GetNumberOfTransforms() == 1:
@@ -138,7 +139,7 @@ def _run(fixed: sitk.Image, moving: sitk.Image, fixed_mask: sitk.Image | None, m
 def _evaluate(fixed: sitk.Image, moving: sitk.Image, fixed_mask: sitk.Image | None, moving_mask: sitk.Image,
               transform: sitk.Transform) -> float:
     """Mattes MI of ``transform`` at full resolution on a fixed random sample (lower is better)."""
-    reg = sitk.ImageRegistrationMethod()
+    reg = registration_method()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentage(0.2, 3)
@@ -148,7 +149,8 @@ def _evaluate(fixed: sitk.Image, moving: sitk.Image, fixed_mask: sitk.Image | No
     reg.SetMetricMovingMask(moving_mask)
     reg.SetInitialTransform(transform)
     try:
-        return float(reg.MetricEvaluate(fixed, moving))
+        with reproducible_threads():
+            return float(reg.MetricEvaluate(fixed, moving))
     except RuntimeError:  # e.g. too few samples overlap: the worst possible score
         return 0.0
 
@@ -161,8 +163,8 @@ def fit_template(image: Volume, brain_mask: np.ndarray | None, threads: int | No
     over the 30 s budget; the subject's own ventricles (:func:`refine_ventricles`) handle the
     largest anatomical variation (enlarged ventricles) instead.
     """
-    threads = threads or min(2, os.cpu_count() or 1)
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    if threads:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)  # resampling; registrations use 1 thread
     labels, lab_aff, t1, t1_aff = load_atlas()
     fixed, fixed_mask = _downsample(image, brain_mask, spacing_mm)
     fixed = sitk.Cast(fixed, sitk.sitkFloat32)

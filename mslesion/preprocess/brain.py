@@ -21,7 +21,7 @@ from skimage.filters import threshold_otsu
 
 from ..errors import InputError
 from ..volume import Volume
-from .sitk_bridge import to_sitk, transform_to_ras_matrix
+from .sitk_bridge import registration_method, reproducible_threads, to_sitk, transform_to_ras_matrix
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def register_template(vol: Volume, head: np.ndarray, shrink: int = 2) -> np.ndar
     tx = sitk.Similarity3DTransform()
     tx.SetCenter(tuple(float(x) for x in (subj_brain_top - [0, 0, 60.0]) * flip))
     tx.SetTranslation(tuple(float(x) for x in (mni_top[:3] - subj_brain_top) * flip))
-    reg = sitk.ImageRegistrationMethod()
+    reg = registration_method()
     reg.SetMetricAsMattesMutualInformation(32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentage(0.1, seed=1)
@@ -135,7 +135,8 @@ def register_template(vol: Volume, head: np.ndarray, shrink: int = 2) -> np.ndar
     reg.SetOptimizerAsRegularStepGradientDescent(2.0, 0.01, 150, relaxationFactor=0.6)
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetInitialTransform(tx, inPlace=True)
-    reg.Execute(fixed, moving)
+    with reproducible_threads():
+        reg.Execute(fixed, moving)
     aff = sitk.AffineTransform(3)
     aff.SetCenter(tx.GetCenter())
     aff.SetMatrix(tx.GetMatrix())
@@ -145,7 +146,8 @@ def register_template(vol: Volume, head: np.ndarray, shrink: int = 2) -> np.ndar
     reg.SetSmoothingSigmasPerLevel([1.0, 0.0])
     reg.SetOptimizerAsRegularStepGradientDescent(1.0, 0.01, 100, relaxationFactor=0.6)
     reg.SetOptimizerScalesFromPhysicalShift()
-    reg.Execute(fixed, moving)
+    with reproducible_threads():
+        reg.Execute(fixed, moving)
     log.info("template registration metric %.4f", reg.GetMetricValue())
     return transform_to_ras_matrix(aff)
 

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..volume import Volume
-from .sitk_bridge import FLIP, to_sitk, transform_to_ras_matrix
+from .sitk_bridge import FLIP, registration_method, reproducible_threads, to_sitk, transform_to_ras_matrix
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def register_rigid(fixed: Volume, moving: Volume, fixed_mask: np.ndarray | None 
 
     def run(f: sitk.Image, m: sitk.Image, mask: sitk.Image | None, shrink: list[int], sigmas: list[float],
             pct: float, lr: float, iters: int) -> sitk.ImageRegistrationMethod:
-        reg = sitk.ImageRegistrationMethod()
+        reg = registration_method()
         reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
         reg.SetMetricSamplingStrategy(reg.RANDOM)
         reg.SetMetricSamplingPercentage(pct, seed=seed)
@@ -76,7 +76,8 @@ def register_rigid(fixed: Volume, moving: Volume, fixed_mask: np.ndarray | None 
         reg.SetSmoothingSigmasPerLevel(sigmas)
         reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
         reg.SetInitialTransform(tx, inPlace=True)
-        reg.Execute(f, m)
+        with reproducible_threads():
+            reg.Execute(f, m)
         return reg
 
     reg = run(shrunk(f_img), shrunk(m_img), shrunk(f_mask, True) if f_mask is not None else None,

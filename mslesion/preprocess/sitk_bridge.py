@@ -5,6 +5,9 @@ SimpleITK stores arrays as ``[k, j, i]`` and its physical space is LPS, so
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -12,6 +15,32 @@ from ..volume import Volume
 
 #: RAS <-> LPS flip (its own inverse).
 FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+#: threads of every registration: ITK sums the metric over threads in a run-dependent order, so a
+#: multi-threaded fit differs from run to run (up to ~0.5 mm measured); one thread is reproducible.
+REGISTRATION_THREADS = 1
+
+
+def registration_method() -> sitk.ImageRegistrationMethod:
+    """A SimpleITK registration method; run it inside :func:`reproducible_threads`."""
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetNumberOfThreads(REGISTRATION_THREADS)
+    return reg
+
+
+@contextmanager
+def reproducible_threads() -> Iterator[None]:
+    """Run the enclosed registration with :data:`REGISTRATION_THREADS` threads, then restore the default.
+
+    The metric's own threader follows the global default, not the method's setting, so the
+    global default is what makes a fit reproducible.
+    """
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(REGISTRATION_THREADS)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
 
 
 def to_sitk(vol: Volume, data: np.ndarray | None = None, pixel: int = sitk.sitkFloat32) -> sitk.Image:
