@@ -87,14 +87,14 @@ def read_pairs(csv_path: Path) -> list[dict[str, Path | str]]:
     return pairs
 
 
-def evaluate_pairs(pairs: list[dict], connectivity: int = 26) -> CohortScores:
+def evaluate_pairs(pairs: list[dict], connectivity: int = 26, min_lesion_mm3: float = 0.0) -> CohortScores:
     """Score every pair; a pair with a bad file is recorded in ``failures`` and skipped."""
     result = CohortScores()
     for pair in pairs:
         base = {"subject": pair["subject"], "pred": str(pair["pred"]), "ref": str(pair["ref"])}
         try:
             scores = evaluate(load_mask(pair["pred"], "prediction"), load_mask(pair["ref"], "reference"),
-                              connectivity=connectivity)
+                              connectivity=connectivity, min_lesion_mm3=min_lesion_mm3)
         except InputError as exc:
             log.warning("%s: %s", pair["subject"], exc)
             result.failures.append({**base, "error": str(exc)})

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from .lesions import label_components
+from .lesions import label_components, remove_small
 from .preprocess.resample import resample_like
 from .volume import Volume
 
@@ -62,8 +62,16 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, voxel_ml: float, connectivit
     return Scores(dice(pred, ref), sens, prec, f1, n_ref, n_pred, det, tp, rv, pv, abs(pv - rv))
 
 
-def evaluate(pred: Volume, ref: Volume, connectivity: int = 26) -> Scores:
-    """Score ``pred`` against ``ref``; ``pred`` is resampled onto ``ref``'s grid by world coordinates."""
+def evaluate(pred: Volume, ref: Volume, connectivity: int = 26, min_lesion_mm3: float = 0.0) -> Scores:
+    """Score ``pred`` against ``ref``; ``pred`` is resampled onto ``ref``'s grid by world coordinates.
+
+    ``min_lesion_mm3`` > 0 drops smaller connected lesions from both masks first (a common
+    convention, e.g. 3 mm^3, so that specks do not count as lesions).
+    """
     if not pred.same_grid(ref):
         pred = resample_like(pred.with_data((pred.data > 0).astype(np.float32)), ref, order=0)
-    return score_arrays(pred.data > 0, ref.data > 0, ref.voxel_volume_ml, connectivity)
+    p, r = pred.data > 0, ref.data > 0
+    if min_lesion_mm3 > 0:
+        min_vox = int(np.ceil(min_lesion_mm3 / (ref.voxel_volume_ml * 1000.0) - 1e-9))
+        p, r = remove_small(p, min_vox, connectivity), remove_small(r, min_vox, connectivity)
+    return score_arrays(p, r, ref.voxel_volume_ml, connectivity)

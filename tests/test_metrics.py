@@ -97,3 +97,16 @@ def test_cohort_evaluation_of_isbi_inter_rater_agreement(shared_data, tmp_path):
     for a, b in zip(forward.rows, swapped.rows):
         assert a["dice"] == b["dice"]
         assert a["lesion_sensitivity"] == b["lesion_precision"] and a["lesion_precision"] == b["lesion_sensitivity"]
+
+
+def test_min_lesion_size_drops_specks_from_both_masks():
+    aff = make_affine((1.0, 1.0, 1.0))
+    ref = np.zeros((30, 30, 30), bool)
+    ref |= ball(ref.shape, (10, 10, 10), 3.0)
+    ref[25, 25, 25] = True                     # a 1 mm^3 speck in the reference
+    pred = ball(ref.shape, (10, 10, 10), 3.0)
+    pred[2, 2, 2] = pred[2, 2, 3] = True       # a 2 mm^3 speck in the prediction
+    all_lesions = evaluate(Volume(pred.astype(np.uint8), aff), Volume(ref.astype(np.uint8), aff))
+    assert (all_lesions.ref_lesions, all_lesions.pred_lesions, all_lesions.lesion_f1) == (2, 2, 0.5)
+    big = evaluate(Volume(pred.astype(np.uint8), aff), Volume(ref.astype(np.uint8), aff), min_lesion_mm3=3.0)
+    assert (big.ref_lesions, big.pred_lesions, big.lesion_f1) == (1, 1, 1.0)

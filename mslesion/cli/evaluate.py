@@ -17,6 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=Path, help="CSV with columns subject,pred,ref (cohort evaluation)")
     p.add_argument("--out", type=Path, help="also write the scores: .json (summary and rows) or .csv (one row each)")
     p.add_argument("--connectivity", type=int, choices=[6, 18, 26], default=26, help="lesion connectivity")
+    p.add_argument("--min-lesion-mm3", type=float, default=0.0,
+                   help="drop lesions smaller than this from both masks before scoring (default 0: keep all)")
     p.set_defaults(func=run)
 
 
@@ -27,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     single = args.pred is not None or args.ref is not None
     if (args.pairs is not None and single) or (args.pairs is None and (args.pred is None or args.ref is None)):
         raise InputError(None, "give either --pred and --ref, or --pairs CSV")
+    if not args.min_lesion_mm3 >= 0:  # also refuses nan
+        raise InputError(None, f"--min-lesion-mm3 must be >= 0, got {args.min_lesion_mm3}")
     if args.out is not None and args.out.suffix.lower() not in (".json", ".csv"):
         raise InputError(args.out, "--out must end in .json or .csv")
     if args.pairs is None:
@@ -34,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         from ..metrics import evaluate
 
         scores = evaluate(load_mask(args.pred, "prediction"), load_mask(args.ref, "reference"),
-                          connectivity=args.connectivity).as_dict()
+                          connectivity=args.connectivity, min_lesion_mm3=args.min_lesion_mm3).as_dict()
         print(json.dumps(scores, indent=2))
         if args.out is not None:
             if args.out.suffix.lower() == ".json":
@@ -44,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ..cohort_eval import evaluate_pairs, read_pairs
 
-    cohort = evaluate_pairs(read_pairs(args.pairs), connectivity=args.connectivity)
+    cohort = evaluate_pairs(read_pairs(args.pairs), connectivity=args.connectivity,
+                            min_lesion_mm3=args.min_lesion_mm3)
     summary = cohort.summary()
     print(json.dumps(summary, indent=2))
     for failure in cohort.failures:
