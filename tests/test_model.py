@@ -66,6 +66,15 @@ def test_sliding_window_matches_single_pass_when_window_covers_image():
     np.testing.assert_allclose(prob, ref, atol=1e-5)
 
 
+def test_flips_in_one_pass_equal_flips_one_at_a_time():
+    img = np.random.default_rng(5).normal(size=(1, 30, 26, 20)).astype(np.float32)
+    one = sliding_window_predict(tiny_net(), img, (24, 24, 16), overlap=0.5, divisor=4, tta=True, amp=False)
+    for per_pass in (3, 8):
+        fused = sliding_window_predict(tiny_net(), img, (24, 24, 16), overlap=0.5, divisor=4, tta=True, amp=False,
+                                       flips_per_pass=per_pass)
+        np.testing.assert_allclose(fused, one, atol=1e-5)
+
+
 def test_mixed_precision_stays_close_to_fp32():
     """bf16 autocast (used on CPUs with native bf16, and on GPUs) changes probabilities only slightly."""
     from mslesion.model.inference import amp_dtype
@@ -105,6 +114,10 @@ def test_cuda_autocast_matches_cpu():
     cpu = sliding_window_predict(tiny_net(), img, (24, 24, 24), overlap=0.5, divisor=4)
     gpu = sliding_window_predict(tiny_net().cuda(), img, (24, 24, 24), overlap=0.5, device="cuda", divisor=4)
     assert np.abs(cpu - gpu).max() < 0.05
+    cpu_tta = sliding_window_predict(tiny_net(), img, (24, 24, 24), overlap=0.5, divisor=4, tta=True, amp=False)
+    gpu_tta = sliding_window_predict(tiny_net().cuda(), img, (24, 24, 24), overlap=0.5, device="cuda", divisor=4,
+                                     tta=True, flips_per_pass=8)
+    assert np.abs(cpu_tta - gpu_tta).max() < 0.05
 
 
 def test_resolve_device():

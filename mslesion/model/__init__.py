@@ -53,6 +53,8 @@ class ModelSegmenter:
             self.tta = tta
         # mixed precision: bf16/fp16 on GPUs, bf16 on CPUs with native bf16 (see inference.amp_dtype)
         self.amp = bool(inf.get("amp", True)) if amp is None else bool(amp)
+        # TTA mirrors in one forward pass: all 8 on accelerators (fewer, larger calls), 1 on CPUs (memory)
+        self.flips_per_pass = int(inf.get(f"flips_per_pass_{where}", 8 if where != "cpu" else 1))
         self.margin = int(inf.get("brain_margin_vox", 8))
         self.divisor = 2 ** (int(spec.architecture.get("levels", 4)) - 1)
         log.info("model %s on %s (tta=%s, window=%s, precision=%s)", self.model_id, self.device, self.tta,
@@ -86,7 +88,7 @@ class ModelSegmenter:
         prob = np.zeros(pre.flair.shape, np.float32)
         prob[box] = sliding_window_predict(self.net, image[(slice(None), *box)], self.window, self.overlap,
                                            self.device, tta=self.tta, amp=self.amp,
-                                           divisor=self.divisor)
+                                           divisor=self.divisor, flips_per_pass=self.flips_per_pass)
         keep = ndimage.binary_dilation(brain, iterations=2)
         prob[~keep] = 0.0
         log.info("model %s predicted %s in %.1f s", self.model_id, pre.flair.shape, time.perf_counter() - t0)

@@ -86,11 +86,25 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def _mirrored_pass(net: nn.Module, batch: torch.Tensor, flips: list[tuple[int, ...]], device: torch.device,
+                   amp: bool) -> torch.Tensor:
+    """Sum over ``flips`` of the un-mirrored probabilities (N, *window), in one forward pass."""
+    inp = torch.cat([batch.flip(f) if f else batch for f in flips])
+    with _autocast(device, amp):
+        logits = net(inp)
+    probs = torch.sigmoid(logits.float())[:, 0].split(len(batch))
+    return sum((p.flip([a - 1 for a in f]) if f else p) for p, f in zip(probs, flips))
+
+
 @torch.inference_mode()
 def sliding_window_predict(net: nn.Module, image: np.ndarray, window: tuple[int, int, int], overlap: float = 0.5,
                            device: torch.device | str = "cpu", tta: bool = False, amp: bool = True,
-                           batch_size: int = 2, divisor: int = 8) -> np.ndarray:
-    """Lesion probability (D, H, W) float32 for ``image`` (C, D, H, W), any spatial shape."""
+                           batch_size: int = 2, divisor: int = 8, flips_per_pass: int = 1) -> np.ndarray:
+    """Lesion probability (D, H, W) float32 for ``image`` (C, D, H, W), any spatial shape.
+
+    With ``tta``, ``flips_per_pass`` mirrored copies go through the network in one forward pass
+    (a larger batch keeps a GPU busy; on a CUDA out-of-memory error it falls back to one at a time).
+    """
     device = torch.device(device) if isinstance(device, str) else device
     if image.ndim != 4:
         raise ValueError(f"image must be (C, D, H, W), got shape {image.shape}")
@@ -112,12 +126,19 @@ def sliding_window_predict(net: nn.Module, image: np.ndarray, window: tuple[int,
         sl = [tuple(slice(o, o + w) for o, w in zip(st, win)) for st in chunk]
         batch = torch.stack([xt[(slice(None), *s)] for s in sl])
         prob = torch.zeros((len(chunk), *win), dtype=torch.float32, device=device)
-        for f in flips:
-            inp = batch.flip(f) if f else batch
-            with _autocast(device, amp):
-                logits = net(inp)
-            p = torch.sigmoid(logits.float())
-            prob += (p.flip(f) if f else p)[:, 0]
+        done = 0
+        while done < len(flips):
+            group = flips[done:done + max(1, flips_per_pass)]
+            try:
+                prob += _mirrored_pass(net, batch, group, device, amp)
+            except torch.cuda.OutOfMemoryError:
+                if len(group) == 1:
+                    raise
+                log.warning("GPU out of memory with %d flips per pass; continuing with 1", len(group))
+                flips_per_pass = 1
+                torch.cuda.empty_cache()
+                continue
+            done += len(group)
         prob /= len(flips)
         for s, p in zip(sl, prob):
             acc[s] += p * weight
