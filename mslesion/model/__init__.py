@@ -62,7 +62,8 @@ class ModelSegmenter:
 
     def inference_settings(self) -> dict:
         """How this segmenter runs (recorded in report.json)."""
-        return {"device": str(self.device), "tta": self.tta, "window": list(self.window), "overlap": self.overlap,
+        return {"device": str(self.device), "tta": self.tta, "flips_per_pass": self.flips_per_pass if self.tta else None,
+                "window": list(self.window), "overlap": self.overlap,
                 "precision": str(amp_dtype(self.device, self.amp) or torch.float32).replace("torch.", "")}
 
     def input_array(self, pre: "Preprocessed") -> np.ndarray:
