@@ -120,6 +120,28 @@ def test_cuda_autocast_matches_cpu():
     assert np.abs(cpu_tta - gpu_tta).max() < 0.05
 
 
+def test_models_command_lists_and_verifies(tmp_path, capsys):
+    from mslesion.cli import main
+
+    root = tmp_path / "models"
+    root.mkdir()
+    make_model_folder(root / "b-model", model_id="b-model")
+    make_model_folder(root / "a-multi", channels=("flair", "t1"), model_id="a-multi")
+    (root / "notes").mkdir()                       # not a model folder: ignored
+    assert main(["models", "--root", str(root), "--verify", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in rows] == ["a-multi", "b-model"] and all(r["sha256_ok"] for r in rows)
+    assert rows[0]["channels"] == ["flair", "t1"] and rows[0]["weights_mb"] > 0
+    weights = root / "b-model" / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
+    (root / "broken").mkdir()
+    (root / "broken" / "model.json").write_text("{not json")
+    assert main(["models", "--root", str(root), "--verify"]) == 1
+    out = capsys.readouterr().out
+    assert "b-model" in out and "SHA256 MISMATCH" in out and "broken: unreadable" in out
+    assert main(["models", "--root", str(tmp_path / "nowhere")]) == 2
+
+
 def test_resolve_device():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in {"cuda", "mps", "cpu"}

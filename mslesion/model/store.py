@@ -83,6 +83,37 @@ def read_spec(folder: Path) -> ModelSpec:
     return spec
 
 
+def describe_models(root: Path | None = None, verify: bool = False) -> list[dict]:
+    """One summary per model folder under ``root`` (default :func:`models_root`), sorted by id.
+
+    ``verify`` also recomputes each weights file's sha256 (``"sha256_ok"``).  A folder whose
+    model.json cannot be read is listed with its ``"error"``.
+    """
+    root = Path(root) if root is not None else models_root()
+    rows = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        if not (folder / CARD_NAME).is_file():
+            continue
+        try:
+            spec = read_spec(folder)
+        except ModelError as exc:
+            rows.append({"id": folder.name, "folder": str(folder), "error": exc.problem})
+            continue
+        weights = folder / WEIGHTS_NAME
+        training = spec.raw.get("training", {})
+        row = {"id": spec.model_id, "folder": str(folder), "channels": spec.channels,
+               "required": sorted(spec.required), "auto_select": bool(spec.raw.get("auto_select", True)),
+               "threshold": spec.threshold, "patch_size": spec.patch_size,
+               "weights_mb": round(weights.stat().st_size / 2**20, 2) if weights.is_file() else None,
+               "trained": {k: training.get(k) for k in ("iterations", "train_seconds", "device_name") if k in training},
+               "card": str(folder / "model_card.md") if (folder / "model_card.md").is_file() else None,
+               "sha256": spec.sha256}
+        if verify:
+            row["sha256_ok"] = weights.is_file() and sha256_file(weights) == spec.sha256
+        rows.append(row)
+    return rows
+
+
 def load_network(spec: ModelSpec, device: torch.device) -> UNet3D:
     """Check the weights' sha256, load them with ``weights_only=True`` and build the network."""
     path = spec.folder / WEIGHTS_NAME

@@ -1,0 +1,44 @@
+"""`mslesion models`: the installed lesion models, with their contrasts, training and hash check."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the installed lesion models (and check their weights)",
+                       description="List the model folders under models/ (or --root): id, contrasts, whether "
+                                   "--model auto may pick it, training, and the model card. --verify recomputes "
+                                   "each weights file's sha256; exit code 1 if any does not match.")
+    p.add_argument("--root", type=Path, default=None, help="folder of model folders (default: the installed models/)")
+    p.add_argument("--verify", action="store_true", help="recompute the sha256 of every weights file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..model.store import describe_models, models_root
+
+    root = args.root or models_root()
+    if not root.is_dir():
+        raise InputError(root, "no such models folder")
+    rows = describe_models(root, verify=args.verify)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"models in {root}:")
+        for r in rows:
+            if "error" in r:
+                print(f"  {r['id']}: unreadable ({r['error']})")
+                continue
+            check = {True: "sha256 ok", False: "SHA256 MISMATCH"}.get(r.get("sha256_ok"), "sha256 not checked")
+            trained = ", ".join(f"{k} {v}" for k, v in r["trained"].items())
+            print(f"  {r['id']}: contrasts {'+'.join(r['channels'])} (needs {'+'.join(r['required'])}), "
+                  f"{'auto-selected' if r['auto_select'] else 'only by --model'}, {r['weights_mb']} MB, {check}"
+                  + (f"; trained: {trained}" if trained else "") + (f"; card: {r['card']}" if r["card"] else ""))
+        if not rows:
+            print("  (none)")
+    bad = [r for r in rows if "error" in r or r.get("sha256_ok") is False]
+    return 1 if bad else 0
