@@ -116,3 +116,32 @@ def test_fuzz_analyze_arguments(opts, give_flair, out_choice, with_out):
         summary = json.loads(outbuf.getvalue())
         assert (cwd / summary["out"] / "report.json").is_file()
     assert sorted(p.name for p in cwd.iterdir()) == before, "wrote into the working directory"
+
+
+_row_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
+_cells = st.one_of(st.sampled_from([str(FILES[k]) for k in ("flair", "bad", "missing", "folder", "const")]),
+                   _row_text)
+
+
+@settings(max_examples=max(20, EXAMPLES // 3), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(header=st.one_of(st.just("subject,pred,ref"), _row_text),
+       rows=st.lists(st.tuples(_row_text, _cells, _cells), max_size=4), raw=st.binary(max_size=40),
+       use_raw=st.booleans())
+def test_fuzz_evaluate_pairs_csv(header, rows, raw, use_raw):
+    """Any pairs CSV: exit 0 (all scored), 1 (some pairs recorded as failed) or 2 (one line); never a crash."""
+    csv_path = _TMP / "pairs.csv"
+    if use_raw:
+        csv_path.write_bytes(raw)
+    else:
+        lines = [header] + [",".join('"' + c.replace('"', '""') + '"' for c in row) for row in rows]
+        csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    err, outbuf = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(outbuf):
+        rc = main(["evaluate", "--pairs", str(csv_path)])
+    msg = err.getvalue()
+    assert rc in (0, 1, 2), f"rc={rc} stderr={msg!r}"
+    assert "Traceback" not in msg
+    if rc == 2:
+        assert len([ln for ln in msg.splitlines() if ln.strip()]) == 1
+    else:
+        assert json.loads(outbuf.getvalue())["subjects"] >= 0
