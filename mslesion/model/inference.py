@@ -7,6 +7,7 @@ map, and averaged over mirrored copies when ``tta`` is on.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -57,6 +58,7 @@ def fit_window(shape: tuple[int, ...], window: tuple[int, ...], divisor: int) ->
     return tuple(min(w, int(math.ceil(s / divisor) * divisor)) for s, w in zip(shape, window))
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN runs bfloat16 convolutions natively on this CPU (AVX512-BF16 or AMX).
 
