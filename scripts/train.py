@@ -22,27 +22,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
 
+from mslesion.cli.train import add_training_arguments  # noqa: E402
 from mslesion.model.augment import AugmentConfig  # noqa: E402
 from mslesion.model.training import TrainConfig, train  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> TrainConfig:
     ap = argparse.ArgumentParser(description="Train a lesion segmentation U-Net on prepared npz cases.")
-    ap.add_argument("--data", required=True, help="folder made by scripts/prepare_training_data.py")
-    ap.add_argument("--out", required=True, help="output folder (weights.pt, train_log.jsonl, train_summary.json)")
-    ap.add_argument("--channels", default="flair", help="comma list from flair,t1,t2 (flair first)")
-    ap.add_argument("--holdout", default="", help="comma list of subjects to leave out (and predict)")
-    ap.add_argument("--iterations", type=int, default=3000)
-    ap.add_argument("--max-seconds", type=float, default=1e9, help="time box; the LR schedule follows it")
-    ap.add_argument("--patch", type=int, nargs=3, default=(112, 112, 112))
-    ap.add_argument("--batch", type=int, default=2)
+    add_training_arguments(ap)
     ap.add_argument("--base", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto")
     ap.add_argument("--infer-window", type=int, nargs=3, default=(160, 192, 160))
-    ap.add_argument("--session-seconds", type=float, default=1e9,
-                    help="end this call after this long with checkpoint.pt; the same command resumes")
     ap.add_argument("--synthetic-lesions", type=float, default=0.0, metavar="P",
                     help="probability per patch of pasting synthetic lesions into normal tissue")
     ap.add_argument("--no-holdout-tta", action="store_true", help="skip flip TTA when predicting held-out cases")
@@ -50,7 +40,7 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
     channels = tuple(c.strip() for c in a.channels.split(",") if c.strip())
     if not channels or channels[0] != "flair":
         ap.error("--channels must start with flair")
-    return TrainConfig(data_dir=a.data, out_dir=a.out, channels=channels,
+    return TrainConfig(data_dir=str(a.data), out_dir=str(a.out), channels=channels,
                        holdout=tuple(h for h in a.holdout.split(",") if h), iterations=a.iterations,
                        max_seconds=a.max_seconds, patch=tuple(a.patch), batch=a.batch, base=a.base, lr=a.lr,
                        seed=a.seed, device=a.device, infer_window=tuple(a.infer_window),

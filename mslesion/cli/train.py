@@ -10,6 +10,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a lesion segmentation U-Net (see scripts/train.py)",
                        description="Train a lesion U-Net on npz cases made by scripts/prepare_training_data.py; "
                                    "optionally package it as a model folder.")
+    add_training_arguments(p)
+    p.add_argument("--package-as", type=Path, help="also write a model folder here (id = folder name)")
+    p.set_defaults(func=run)
+
+
+def add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """The training options shared by `mslesion train` and scripts/train.py."""
     p.add_argument("--data", required=True, type=Path, help="folder with cases.json and <case>.npz")
     p.add_argument("--out", required=True, type=Path, help="run folder (weights.pt, train_log.jsonl, summary)")
     p.add_argument("--channels", default="flair", help="comma list from flair,t1,t2, flair first")
@@ -22,8 +29,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     p.add_argument("--session-seconds", type=float, default=1e9,
                    help="end this call after this long with a checkpoint; the same command resumes")
-    p.add_argument("--package-as", type=Path, help="also write a model folder here (id = folder name)")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
