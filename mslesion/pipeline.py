@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -49,6 +49,10 @@ class AnalyzeOptions:
     location: LocationOptions = field(default_factory=LocationOptions)
     #: refuse inputs whose estimated peak memory exceeds this (bytes); None: most of the free RAM; 0: no check.
     max_memory: int | None = None
+
+    def preprocess_options(self) -> PreprocessOptions:
+        """The preprocessing settings, with the brain-extraction network on the model's device."""
+        return replace(self.preprocess, device=self.device)
 
 
 @dataclass
@@ -130,9 +134,9 @@ class Analyzer:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         opts = self.options
-        pre_opts = opts.preprocess
+        pre_opts = opts.preprocess_options()
         if out is not None and pre_opts.save_dir is not None and not Path(pre_opts.save_dir).is_absolute():
-            pre_opts = PreprocessOptions(**{**pre_opts.__dict__, "save_dir": out / pre_opts.save_dir})
+            pre_opts = replace(pre_opts, save_dir=out / pre_opts.save_dir)
         pre = preprocess(vols, pre_opts)
         timings["preprocess_s"] = time.perf_counter() - t0
         seg = self.segmenter_for(set(vols))
@@ -151,6 +155,7 @@ class Analyzer:
         spine_results = analyze_spinal_inputs(spinal, out)
         timings["total_s"] = time.perf_counter() - t_start
         report = build_report(vols, seg, threshold, lesions, location, timings, opts)
+        report["brain_mask"] = brain_mask_summary(pre.brain_mask)
         if spine_results:
             merge_spine(report, spine_results, opts.location)
         result = AnalysisResult(mask, prob, lesions, location, report, pre, out)
@@ -197,6 +202,12 @@ def merge_spine(report: dict, spine_results: list, location_options: LocationOpt
     report["spine"] = [{"image": str(res.report.get("image", {}).get("path")), "lesion_count": len(res.lesions),
                         "lesions": res.lesions, "out_dir": None if res.out_dir is None else str(res.out_dir)}
                        for res in spine_results]
+
+
+def brain_mask_summary(mask: Volume) -> dict:
+    """How the brain was found (method, e.g. 'deepbet') and its volume in ml (intracranial, incl. CSF for deepbet)."""
+    return {"method": str(mask.meta.get("brain_method", "head-foreground")),
+            "volume_ml": round(float(np.count_nonzero(mask.data)) * mask.voxel_volume_ml, 1)}
 
 
 def build_report(vols: dict[str, Volume], seg: Segmenter, threshold: float, lesions: list[Lesion],

@@ -8,9 +8,9 @@ Prints:
   * whole preprocessing time (wall and CPU) and brain volume per raw subject, with
     a QC PNG of the brain mask on every raw FLAIR (written to --out);
   * the brain plausibility check: every brain passes, every spine image is refused;
-  * (--sections explore) how a dilation or a second shape-fitting pass would change the robex Dice.
+  * (--sections agree) both brain-extraction methods on every raw FLAIR: volumes and Dice between them.
 
-    .venv/bin/python scripts/bench_preprocess.py --out /tmp/bench_pre [--sections dice,reg,time,spine]
+    .venv/bin/python scripts/bench_preprocess.py --out /tmp/bench_pre [--sections dice,reg,time,spine,agree]
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from mslesion.errors import InputError  # noqa: E402
 from mslesion.io import load_volume  # noqa: E402
 from mslesion.preprocess import PreprocessOptions, preprocess  # noqa: E402
 from mslesion.preprocess.bias import n4_correct  # noqa: E402
-from mslesion.preprocess.brain import extract_brain  # noqa: E402
+from mslesion.preprocess.brain import BRAIN_METHODS, extract_brain, foreground_mask  # noqa: E402
 from mslesion.preprocess.qc import qc_png  # noqa: E402
 from mslesion.preprocess.registration import register_rigid, resample_moving, rigid_matrix, surface_error_mm  # noqa: E402
 from mslesion.preprocess.resample import isotropic_grid, reorient_canonical, resample_like, resample_to_grid  # noqa: E402
@@ -68,53 +68,34 @@ def bench_dice(out: Path) -> None:
     t1 = reorient_canonical(load_volume(DATA / "skull" / "robex" / "t1.nii.gz"))
     ref = load_volume(DATA / "skull" / "robex" / "brainmask.nii.gz")
     shape, aff = isotropic_grid(t1, 1.0)
-    t0, c0 = time.perf_counter(), cpu_s()
     work = n4_correct(resample_to_grid(t1, shape, aff))
-    mask = extract_brain(work, "t1")
-    wall, cpu = time.perf_counter() - t0, cpu_s() - c0
-    native = resample_like(mask.with_data(mask.data.astype(np.float32)), ref, order=1).data > 0.5
-    d = dice(native, ref.data > 0.5)
-    (out / "robex_t1_brain.png").write_bytes(qc_png(work, mask.data, f"robex T1 brain mask, Dice {d:.3f}"))
-    print(f"[dice] robex T1 (with skull): Dice {d:.4f}  mask {native.sum() * ref.voxel_volume_ml:.0f} ml "
-          f"ref {(ref.data > 0.5).sum() * ref.voxel_volume_ml:.0f} ml  (N4+brain {wall:.1f} s wall, {cpu:.1f} s CPU)")
+    for method in BRAIN_METHODS:
+        extract_brain(work, "t1", method=method)  # first call loads the network: not timed
+        t0, c0 = time.perf_counter(), cpu_s()
+        mask = extract_brain(work, "t1", method=method)
+        wall, cpu = time.perf_counter() - t0, cpu_s() - c0
+        native = resample_like(mask.with_data(mask.data.astype(np.float32)), ref, order=1).data > 0.5
+        d = dice(native, ref.data > 0.5)
+        (out / f"robex_t1_brain_{method}.png").write_bytes(qc_png(work, mask.data, f"robex T1, {method}: Dice {d:.3f}"))
+        print(f"[dice] robex T1 (with skull), {method} ({mask.meta['brain_method']}): Dice {d:.4f}  "
+              f"mask {native.sum() * ref.voxel_volume_ml:.0f} ml ref {(ref.data > 0.5).sum() * ref.voxel_volume_ml:.0f} ml"
+              f"  (brain extraction {wall:.1f} s wall, {cpu:.1f} s CPU)")
 
 
-def bench_explore() -> None:
-    """Exploration (not in the pipeline): how far simple changes would move the robex Dice."""
-    from mslesion.preprocess import brain as B
-    from mslesion.preprocess.sitk_bridge import ras_matrix_to_transform, to_sitk, transform_to_ras_matrix
-
-    t1 = reorient_canonical(load_volume(DATA / "skull" / "robex" / "t1.nii.gz"))
-    shape, aff = isotropic_grid(t1, 1.0)
-    work = n4_correct(resample_to_grid(t1, shape, aff))
-    ref = resample_like(reorient_canonical(load_volume(DATA / "skull" / "robex" / "brainmask.nii.gz")), work,
-                        order=1).data > 0.5
-    head = B.foreground_mask(work.data)
-    mat = B.register_template(work, head)
-    mask = B.refine_mask(work.data, B.template_prior(work, mat), work.zooms)
-    print("[explore] robex, current method: Dice " + f"{dice(mask, ref):.4f}; dilated 1/2/3 mm: " + ", ".join(
-        f"{dice(B._dilate(mask, r), ref):.4f}" for r in (1, 2, 3)))
-    _, tmask = B.mni_template()
-    for it in (1, 2):
-        fixed = sitk.Shrink(sitk.SmoothingRecursiveGaussian(to_sitk(work, mask.astype(np.float32)), 2.0), [2, 2, 2])
-        moving = sitk.SmoothingRecursiveGaussian(to_sitk(tmask), 2.0)
-        tx = ras_matrix_to_transform(mat)
-        reg = sitk.ImageRegistrationMethod()
-        reg.SetMetricAsMeanSquares()
-        reg.SetMetricSamplingStrategy(reg.RANDOM)
-        reg.SetMetricSamplingPercentage(0.2, seed=1)
-        reg.SetInterpolator(sitk.sitkLinear)
-        reg.SetOptimizerAsRegularStepGradientDescent(1.0, 0.005, 200, relaxationFactor=0.6)
-        reg.SetOptimizerScalesFromPhysicalShift()
-        reg.SetShrinkFactorsPerLevel([2, 1])
-        reg.SetSmoothingSigmasPerLevel([2.0, 0.0])
-        reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-        reg.SetInitialTransform(tx, inPlace=True)
-        reg.Execute(fixed, moving)
-        mat = transform_to_ras_matrix(tx)
-        mask = B.refine_mask(work.data, B.template_prior(work, mat), work.zooms)
-        print(f"[explore] robex, + shape pass {it} (template mask fitted to the refined mask): Dice {dice(mask, ref):.4f}"
-              f" ({mask.sum() * work.voxel_volume_ml:.0f} ml)")
+def bench_agreement(out: Path) -> None:
+    """Both methods on every raw FLAIR (after resampling + N4): volumes, Dice between them, QC PNGs."""
+    for name, files in SUBJECTS.items():
+        flair = reorient_canonical(load_volume(BRAIN / files["flair"]))
+        shape, aff = isotropic_grid(flair, 1.0)
+        work = resample_to_grid(flair, shape, aff)
+        work = n4_correct(work, foreground_mask(work.data))
+        masks = {m: extract_brain(work, "flair", method=m) for m in BRAIN_METHODS}
+        for m, vol in masks.items():
+            (out / f"{name.replace('/', '_')}_{m}.png").write_bytes(qc_png(work, vol.data, f"{name}: {m}"))
+        a, b = (masks[m].data.astype(bool) for m in BRAIN_METHODS)
+        vols = ", ".join(f"{m} {masks[m].data.astype(bool).sum() * work.voxel_volume_ml:.0f} ml "
+                         f"({masks[m].meta['brain_method']})" for m in BRAIN_METHODS)
+        print(f"[agree] {name}: {vols}; Dice between them {dice(a, b):.3f}")
 
 
 def bench_registration(n: int, seed: int) -> None:
@@ -194,8 +175,8 @@ def main() -> None:
         bench_time(args.out, [s for s in args.subjects.split(",") if s] or None)
     if "spine" in sections:
         bench_spine()
-    if "explore" in sections:
-        bench_explore()
+    if "agree" in sections:
+        bench_agreement(args.out)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,9 @@ def test_analyze_raw_isbi_flair_end_to_end(tmp_path, shared_data, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["inputs"]["flair"]["shape"] == list(src.shape)
     assert report["lesion_count"] > 0
+    # raw FLAIR with skull: the pretrained brain extraction ran and found an adult intracranial volume
+    assert report["brain_mask"]["method"] == "deepbet"
+    assert 1200 < report["brain_mask"]["volume_ml"] < 2000  # 1720 ml measured (a large head)
     values = np.unique(np.asarray(mask.dataobj))
     assert set(values.tolist()) <= {0, 1}
     p = np.asarray(prob.dataobj)

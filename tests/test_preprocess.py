@@ -135,19 +135,93 @@ def test_preprocess_saves_each_step_and_normalises(tmp_path: Path) -> None:
 
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_brain_extraction_t1_with_skull_vs_robex(shared_data: Path) -> None:
+@pytest.mark.parametrize("method, minimum", [("deepbet", 0.95), ("template", 0.82)])
+def test_brain_extraction_t1_with_skull_vs_robex(shared_data: Path, method: str, minimum: float) -> None:
+    """deepbet meets the issue's 0.95 target (0.967 measured); the template method is the fallback (0.88)."""
     from mslesion.preprocess.resample import resample_like
 
     t1 = reorient_canonical(load_volume(shared_data / "skull" / "robex" / "t1.nii.gz"))
     ref = load_volume(shared_data / "skull" / "robex" / "brainmask.nii.gz")
     shape, aff = isotropic_grid(t1, 1.0)
-    mask = extract_brain(n4_correct(resample_to_grid(t1, shape, aff)), "t1")
+    mask = extract_brain(n4_correct(resample_to_grid(t1, shape, aff)), "t1", method=method, device="cpu")
+    assert mask.meta["brain_method"].startswith(method)
     native = resample_like(mask.with_data(mask.data.astype(np.float32)), ref, order=1).data > 0.5
     r = ref.data > 0.5
     d = 2 * (native & r).sum() / (native.sum() + r.sum())
-    assert d > 0.82  # regression guard (runs give 0.86-0.88); the target 0.95 is not reached, see notes/issue-3.md
+    assert d > minimum
 
 
+def _big_head() -> Volume:
+    """A 1 mm grid that is mostly foreground (head-sized, not an already-stripped brain)."""
+    data = 100 + np.random.default_rng(0).normal(0, 5, (112, 112, 112)).astype(np.float32)
+    return Volume(data, np.diag([1.0, 1.0, 1.0, 1.0]))
+
+
+def test_brain_extraction_falls_back_to_template(monkeypatch: pytest.MonkeyPatch) -> None:
+    """deepbet failing, or finding no plausible brain in a brain-sized head, hands over to the template fit."""
+    from mslesion.preprocess import brain, brain_net
+
+    vol = _big_head()
+    calls = []
+
+    def fake_template(v, data, head, contrast="flair"):
+        calls.append(contrast)
+        return v.with_data(head.astype(np.uint8), brain_method="template+refine")
+
+    monkeypatch.setattr(brain, "template_brain", fake_template)
+
+    def failing(data, device="auto"):
+        raise brain_net.BrainNetError("deepbet failed: test")
+
+    monkeypatch.setattr(brain_net, "deepbet_mask", failing)
+    assert extract_brain(vol).meta["brain_method"] == "template+refine"
+    tiny = np.zeros(vol.shape, bool)
+    tiny[50:60, 50:60, 50:60] = True  # 1 ml: not a brain
+    monkeypatch.setattr(brain_net, "deepbet_mask", lambda data, device="auto": tiny)
+    assert extract_brain(vol).meta["brain_method"] == "template+refine"
+    plausible = np.zeros(vol.shape, bool)
+    plausible[6:106, 6:106, 6:106] = True  # 1000 ml, inside the head
+    monkeypatch.setattr(brain_net, "deepbet_mask", lambda data, device="auto": plausible)
+    found = extract_brain(vol)
+    assert found.meta["brain_method"] == "deepbet" and np.array_equal(found.data.astype(bool), plausible)
+    assert len(calls) == 2
+    with pytest.raises(InputError, match="brain-extraction method"):
+        extract_brain(vol, method="bet")
+
+
+def test_deepbet_weights_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights that differ from the validated ones are refused with the file named."""
+    from mslesion.errors import ModelError
+    from mslesion.preprocess import brain_net
+
+    brain_net._load_extractor.cache_clear()
+    monkeypatch.setitem(brain_net.WEIGHTS_SHA256, "model.pt", "0" * 64)
+    try:
+        with pytest.raises(ModelError, match="model.pt.*sha256"):
+            brain_net.load_extractor("cpu")
+    finally:
+        brain_net._load_extractor.cache_clear()
+
+
+def test_deepbet_on_an_empty_image_is_a_named_failure() -> None:
+    from mslesion.preprocess import brain_net
+
+    with pytest.raises(brain_net.BrainNetError, match="empty"):
+        brain_net.deepbet_mask(np.zeros((40, 40, 40), np.float32), "cpu")
+
+
+def test_deepbet_finds_a_synthetic_head_brain() -> None:
+    """On a 1 mm synthetic head (bright brain-like ellipsoid in a dark skull ring inside a scalp shell)
+    the network returns a mask inside the skull that covers most of the inner ellipsoid."""
+    from mslesion.preprocess.brain_net import deepbet_mask
+
+    z, y, x = np.mgrid[:150, :180, :150].astype(np.float32)
+    r = ((z - 75) / 62) ** 2 + ((y - 90) / 78) ** 2 + ((x - 75) / 58) ** 2
+    data = np.where(r < 1.0, 600.0, np.where(r < 1.25, 80.0, np.where(r < 1.45, 900.0, 0.0))).astype(np.float32)
+    mask = deepbet_mask(data, "cpu")
+    inner = r < 1.0
+    assert (mask & inner).sum() / max(1, mask.sum()) > 0.9  # almost nothing outside the skull (0.97 measured)
+    assert (mask & inner).sum() / inner.sum() > 0.95  # and nearly all of the "brain" (1.00 measured)
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_registration_real_t1_to_flair(shared_data: Path) -> None:

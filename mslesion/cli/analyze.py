@@ -8,6 +8,7 @@ from pathlib import Path
 from ..memory import parse_size
 from ..pipeline import AnalyzeOptions, Analyzer
 from ..preprocess import PreprocessOptions
+from ..preprocess.brain import BRAIN_METHODS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,10 +40,14 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="flip test-time augmentation (auto: on for GPUs, off for CPUs, as validated in the model card)")
     p.add_argument("--fp32", action="store_true",
                    help="full fp32 inference (default: bf16/fp16 on GPUs and on CPUs with native bf16)")
+    p.add_argument("--brain-extraction", choices=list(BRAIN_METHODS), default="deepbet",
+                   help="deepbet: pretrained network shipped in the deepbet package (default); "
+                        "template: MNI template fit (the masks the v1 models were trained with)")
 
 
 def options_from_args(args: argparse.Namespace) -> AnalyzeOptions:
-    pre = PreprocessOptions(save_dir=Path("preprocessed") if getattr(args, "save_preprocessed", False) else None)
+    pre = PreprocessOptions(save_dir=Path("preprocessed") if getattr(args, "save_preprocessed", False) else None,
+                            brain_extraction=args.brain_extraction)
     tta = {"auto": None, "on": True, "off": False}[args.tta]
     return AnalyzeOptions(model=args.model, device=args.device, tta=tta, fp32=args.fp32, threshold=args.threshold,
                           preprocess=pre, max_memory=getattr(args, "max_memory", None))

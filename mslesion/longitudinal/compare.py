@@ -104,8 +104,9 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     t0 = time.perf_counter()
     # brain extraction runs once, on the baseline (unless a mask is given); the follow-up gets the
     # baseline mask through the registration: same head, and one mask for both time points
-    pre0 = preprocess(vols0, replace(aopts.preprocess, skull_strip=aopts.preprocess.skull_strip and given is None))
-    pre1 = preprocess(vols1, replace(aopts.preprocess, skull_strip=False))
+    popts = aopts.preprocess_options()
+    pre0 = preprocess(vols0, replace(popts, skull_strip=popts.skull_strip and given is None))
+    pre1 = preprocess(vols1, replace(popts, skull_strip=False))
     if given is not None:
         mask0 = resample_like(given.with_data((given.data > 0).astype(np.float32)), pre0.flair, order=0).data > 0
         if mask0.sum() < 1000:

@@ -1,13 +1,13 @@
-"""Brain extraction: affine registration of the MNI152 brain template, then intensity refinement.
+"""Brain extraction: the deepbet network (default, :mod:`.brain_net`) or a template fit of our own.
 
-Method (our own; no trained weights): the MNI152 2009 T1 brain template and
+Template method (no trained weights): the MNI152 2009 T1 brain template and
 its brain mask, which ship inside ``nilearn`` (no download), are registered
 to the image with an affine, mutual-information registration (SimpleITK),
 initialised from the top of the head.  The warped mask is then refined with
 the image's own intensities: tissue brighter than CSF/bone, opened to cut
 thin bridges to the dura and scalp, closed to an envelope, holes filled, and
 kept within a few millimetres of the template prior.  Works on FLAIR and T1,
-with or without skull.
+with or without skull. It is the fallback when deepbet fails on an image.
 """
 from __future__ import annotations
 
@@ -227,12 +227,21 @@ def stripped_foreground(data: np.ndarray, voxel_ml: float) -> np.ndarray | None:
     return fg if lo <= ml <= min(hi, 1900.0) else None
 
 
-def extract_brain(vol: Volume, contrast: str = "flair") -> Volume:
+#: brain-extraction methods: a pretrained network (default) or the MNI template fit of our own.
+BRAIN_METHODS = ("deepbet", "template")
+
+
+def extract_brain(vol: Volume, contrast: str = "flair", method: str = "deepbet", device: str = "auto") -> Volume:
     """Binary brain mask of ``vol`` (same grid). Works on FLAIR and T1, with or without skull.
 
-    ``vol`` should be RAS-canonical (the working grid is); ``contrast`` is kept for logging.
-    An image that is already skull-stripped keeps its own foreground as the mask.
+    ``vol`` should be RAS-canonical with ~1 mm voxels (the working grid is); ``contrast`` is
+    kept for logging. An image that is already skull-stripped keeps its own foreground as
+    the mask. ``method`` 'deepbet' runs the pretrained network (:mod:`.brain_net`) and falls
+    back to the template fit when the network fails or finds no plausible brain in a
+    brain-sized head; 'template' runs only the template fit (:func:`template_brain`).
     """
+    if method not in BRAIN_METHODS:
+        raise InputError(vol.path, f"unknown brain-extraction method {method!r}; choose one of {BRAIN_METHODS}")
     data = np.asarray(vol.data, dtype=np.float32)
     stripped = stripped_foreground(data, vol.voxel_volume_ml)
     if stripped is not None:
@@ -240,14 +249,42 @@ def extract_brain(vol: Volume, contrast: str = "flair") -> Volume:
                  stripped.sum() * vol.voxel_volume_ml)
         return vol.with_data(stripped.astype(np.uint8), brain_method="stripped-input")
     head = foreground_mask(data)
+    if method == "deepbet":
+        from .brain_net import BrainNetError, deepbet_mask
+
+        try:
+            mask = deepbet_mask(data, device)
+        except BrainNetError as exc:
+            log.warning("%s: %s; using the template method", vol.path, exc)
+        else:
+            found = _described(vol, mask, head, "deepbet", contrast)
+            head_ml = float(np.count_nonzero(head)) * vol.voxel_volume_ml
+            if head_ml < BRAIN_ML_RANGE[0] or _plausible(found):
+                return found
+            log.warning("%s: deepbet found an implausible brain (%.0f ml, %.0f%% inside the head); "
+                        "using the template method", vol.path, mask.sum() * vol.voxel_volume_ml,
+                        100 * found.meta["in_head_fraction"])
+    return template_brain(vol, data, head, contrast)
+
+
+def template_brain(vol: Volume, data: np.ndarray, head: np.ndarray, contrast: str = "flair") -> Volume:
+    """Brain mask from the affine MNI template fit plus intensity refinement (module docstring)."""
     to_mni = register_template(vol, head)
     prior = template_prior(vol, to_mni)
     mask = refine_mask(data, prior, vol.zooms)
+    return _described(vol, mask, head, "template+refine", contrast, to_mni=to_mni)
+
+
+def _described(vol: Volume, mask: np.ndarray, head: np.ndarray, method: str, contrast: str,
+               **meta: object) -> Volume:
     in_head = head_fraction(mask, head)
-    log.info("brain mask (%s) %s: %.0f ml, %.1f%% inside the head", contrast, vol.path,
+    log.info("brain mask (%s, %s) %s: %.0f ml, %.1f%% inside the head", contrast, method, vol.path,
              mask.sum() * vol.voxel_volume_ml, 100 * in_head)
-    return vol.with_data(mask.astype(np.uint8), to_mni=to_mni, brain_method="template+refine",
-                         in_head_fraction=in_head)
+    return vol.with_data(mask.astype(np.uint8), brain_method=method, in_head_fraction=in_head, **meta)
+
+
+def _plausible(mask: Volume) -> bool:
+    return brain_ml_plausible(mask) and float(mask.meta["in_head_fraction"]) >= MIN_IN_HEAD
 
 
 def head_fraction(mask: np.ndarray, head: np.ndarray) -> float:
@@ -278,8 +315,8 @@ def check_brain_plausible(mask: Volume, path: object = None) -> float:
     if inside < MIN_IN_HEAD:
         raise InputError(
             path if path is not None else mask.path,
-            f"the FLAIR does not look like a brain: no brain found ({100 * (1 - inside):.0f}% of the fitted brain "
-            "template lies outside the imaged body; is it a spine or a non-head image?)",
+            f"the FLAIR does not look like a brain: no brain found ({100 * (1 - inside):.0f}% of the brain mask "
+            "found lies outside the imaged body; is it a spine or a non-head image?)",
         )
     if not lo <= ml <= hi:
         raise InputError(

@@ -28,6 +28,10 @@ class PreprocessOptions:
     spacing_mm: float = 1.0
     bias_correction: bool = True
     skull_strip: bool = True
+    #: 'deepbet' (pretrained network, default) or 'template' (MNI template fit); see preprocess.brain
+    brain_extraction: str = "deepbet"
+    #: where the brain-extraction network runs ('auto': cuda, then mps, then cpu)
+    device: str = "auto"
     coregister: bool = True
     #: refuse a FLAIR whose brain mask is not brain-sized (e.g. a spine volume)
     check_brain: bool = False
@@ -78,7 +82,7 @@ def preprocess(inputs: dict[str, Volume], options: PreprocessOptions | None = No
         save_step(save, "flair_n4", flair, head)
     mask, found = head, {}
     if options.skull_strip:
-        mask_vol = extract_brain(flair, "flair")
+        mask_vol = extract_brain(flair, "flair", method=options.brain_extraction, device=options.device)
         mask = mask_vol.data.astype(bool)
         found = {k: mask_vol.meta[k] for k in ("brain_method", "in_head_fraction", "to_mni") if k in mask_vol.meta}
     clock.lap("brain_mask")
