@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Preprocess the labelled shared cases into compact npz files for training.
 
-    .venv/bin/python scripts/prepare_training_data.py --data ../shared/data --out .devdata/train_v2
+    .venv/bin/python scripts/prepare_training_data.py --data ../shared/data --out .devdata/train_v3
 
 Each case runs through :func:`mslesion.preprocess.preprocess` (the same code as
 inference), the expert masks are resampled onto the working grid by world
@@ -69,7 +69,8 @@ def prepare_case(root: Path, case: tuple, out: Path, entry: str = "preprocess") 
     info = {"case": case_id, "subject": subject, "folder": folder, "contrasts": list(contrasts), "raters": list(raters),
             "work_shape": list(pre.flair.shape), "crop_shape": list(image.shape[1:]), "offset": offset.tolist(),
             "lesion_voxels": [int(l.sum()) for l in labels], "brain_voxels": int(brain.sum()),
-            "seconds": round(time.perf_counter() - t0, 1), "preprocess_timings": pre.timings, "entry": entry}
+            "seconds": round(time.perf_counter() - t0, 1), "preprocess_timings": pre.timings, "entry": entry,
+            "brain_method": str(pre.brain_mask.meta.get("brain_method", "head-foreground"))}
     log.info("%s", info)
     return info
 
@@ -77,7 +78,7 @@ def prepare_case(root: Path, case: tuple, out: Path, entry: str = "preprocess") 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
-    ap.add_argument("--out", type=Path, default=Path(".devdata/train_v2"))
+    ap.add_argument("--out", type=Path, default=Path(".devdata/train_v3"))
     ap.add_argument("--cases", nargs="*", help="subset of case ids")
     ap.add_argument("--entry", default="preprocess",
                     help="function of mslesion.preprocess.pipeline to use (default: preprocess, as at inference)")

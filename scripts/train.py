@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Train one lesion U-Net (the reproducible training command).
 
-    .venv/bin/python scripts/prepare_training_data.py --out .devdata/train_v2
-    .venv/bin/python scripts/train.py --data .devdata/train_v2 --out .devdata/runs/flair \
+    .venv/bin/python scripts/prepare_training_data.py --out .devdata/train_v3
+    .venv/bin/python scripts/train.py --data .devdata/train_v3 --out .devdata/runs/flair \
         --channels flair --iterations 3000 --seed 0
 
 A run can be split over several calls: ``--session-seconds S`` stops after S seconds with

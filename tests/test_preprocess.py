@@ -210,16 +210,29 @@ def test_deepbet_on_an_empty_image_is_a_named_failure() -> None:
         brain_net.deepbet_mask(np.zeros((40, 40, 40), np.float32), "cpu")
 
 
+def _synthetic_head() -> tuple[np.ndarray, np.ndarray]:
+    z, y, x = np.mgrid[:150, :180, :150].astype(np.float32)
+    r = ((z - 75) / 62) ** 2 + ((y - 90) / 78) ** 2 + ((x - 75) / 58) ** 2
+    data = np.where(r < 1.0, 600.0, np.where(r < 1.25, 80.0, np.where(r < 1.45, 900.0, 0.0))).astype(np.float32)
+    return data, r < 1.0
+
+
+@pytest.mark.gpu
+def test_deepbet_on_cuda_matches_cpu() -> None:
+    from mslesion.preprocess.brain_net import deepbet_mask
+
+    data, _ = _synthetic_head()
+    cpu, gpu = deepbet_mask(data, "cpu"), deepbet_mask(data, "cuda")
+    assert 2 * (cpu & gpu).sum() / (cpu.sum() + gpu.sum()) > 0.99
+
+
 def test_deepbet_finds_a_synthetic_head_brain() -> None:
     """On a 1 mm synthetic head (bright brain-like ellipsoid in a dark skull ring inside a scalp shell)
     the network returns a mask inside the skull that covers most of the inner ellipsoid."""
     from mslesion.preprocess.brain_net import deepbet_mask
 
-    z, y, x = np.mgrid[:150, :180, :150].astype(np.float32)
-    r = ((z - 75) / 62) ** 2 + ((y - 90) / 78) ** 2 + ((x - 75) / 58) ** 2
-    data = np.where(r < 1.0, 600.0, np.where(r < 1.25, 80.0, np.where(r < 1.45, 900.0, 0.0))).astype(np.float32)
+    data, inner = _synthetic_head()
     mask = deepbet_mask(data, "cpu")
-    inner = r < 1.0
     assert (mask & inner).sum() / max(1, mask.sum()) > 0.9  # almost nothing outside the skull (0.97 measured)
     assert (mask & inner).sum() / inner.sum() > 0.95  # and nearly all of the "brain" (1.00 measured)
 @pytest.mark.realdata
