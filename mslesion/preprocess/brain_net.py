@@ -13,7 +13,6 @@ deepbet works in voxel space, without looking at the affine.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, MslesionError
+from ..model.store import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,6 @@ def weights_dir() -> Path:
     return Path(DATA_PATH) / "models"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_extractor(device: str = "auto"):
     """The deepbet ``BrainExtraction`` object on ``device`` ('auto': cuda, mps, cpu), loaded once per process."""
     from ..model.inference import resolve_device
@@ -68,7 +60,7 @@ def _load_extractor(device: str):
         path = folder / name
         if not path.is_file():
             raise ModelError(path, "deepbet weights not found")
-        found = _sha256(path)
+        found = sha256_file(path)
         if found != expected:
             raise ModelError(path, f"sha256 {found} is not that of the validated deepbet 1.0.2 weights")
     from deepbet import BrainExtraction
