@@ -51,8 +51,8 @@ class AnalyzeOptions:
     max_memory: int | None = None
 
     def preprocess_options(self) -> PreprocessOptions:
-        """The preprocessing settings, with the brain-extraction network on the model's device."""
-        return replace(self.preprocess, device=self.device)
+        """The preprocessing settings; the brain-extraction network runs on the model's device unless set."""
+        return replace(self.preprocess, device=self.preprocess.device or self.device)
 
 
 @dataclass

@@ -137,3 +137,14 @@ def test_evaluate_accepts_empty_prediction(tmp_path, phantom_files, capsys):
     assert main(["evaluate", "--pred", str(empty), "--ref", str(phantom_files["truth"])]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["dice"] == 0.0 and scores["lesion_sensitivity"] == 0.0
+
+
+def test_brain_extraction_option_reaches_preprocessing(tmp_path):
+    from mslesion.cli.analyze import options_from_args
+
+    for command in (["analyze", "--flair", "f.nii.gz", "--out", str(tmp_path)],
+                    ["batch", str(tmp_path), "--out", str(tmp_path / "d")]):
+        default = options_from_args(get_parser().parse_args(command))
+        chosen = options_from_args(get_parser().parse_args(command + ["--brain-extraction", "template"]))
+        assert (default.preprocess.brain_extraction, chosen.preprocess.brain_extraction) == ("deepbet", "template")
+    assert main(["analyze", "--flair", "f", "--out", str(tmp_path / "o"), "--brain-extraction", "bet"]) == 2

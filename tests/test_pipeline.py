@@ -81,3 +81,11 @@ def test_demo_subject_runs(tmp_path, capsys):
     rc = main(["analyze", "--flair", str(demo / "flair.nii.gz"), "--t1", str(demo / "t1.nii.gz"), "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     assert (out / "report.json").is_file()
+
+
+def test_brain_extraction_device_follows_the_model_unless_set():
+    from mslesion.preprocess import PreprocessOptions
+
+    assert AnalyzeOptions(device="cuda").preprocess_options().device == "cuda"
+    assert AnalyzeOptions(device="cuda", preprocess=PreprocessOptions(device="cpu")).preprocess_options().device == "cpu"
+    assert AnalyzeOptions().preprocess_options().device == "auto"

@@ -10,7 +10,7 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterator
@@ -130,7 +130,9 @@ def _init_pool(options: AnalyzeOptions, threads: int, shared_spec: tuple | None)
         if shared_spec is not None:
             from .shared import RemoteSegmenter
 
-            _POOL["analyzer"] = Analyzer(options, segmenter=RemoteSegmenter(shared_spec))
+            # CPU workers: the GPU is the parent's (one CUDA context, one model); brain extraction runs here
+            pre = replace(options.preprocess, device=options.preprocess.device or "cpu")
+            _POOL["analyzer"] = Analyzer(replace(options, preprocess=pre), segmenter=RemoteSegmenter(shared_spec))
             set_threads(threads)
         else:
             _POOL["analyzer"] = worker_analyzer(options, threads)

@@ -30,8 +30,9 @@ class PreprocessOptions:
     skull_strip: bool = True
     #: 'deepbet' (pretrained network, default) or 'template' (MNI template fit); see preprocess.brain
     brain_extraction: str = "deepbet"
-    #: where the brain-extraction network runs ('auto': cuda, then mps, then cpu)
-    device: str = "auto"
+    #: where the brain-extraction network runs ('auto': cuda, then mps, then cpu); None: 'auto', or
+    #: inside an analysis the model's device (``AnalyzeOptions.preprocess_options``)
+    device: str | None = None
     coregister: bool = True
     #: refuse a FLAIR whose brain mask is not brain-sized (e.g. a spine volume)
     check_brain: bool = False
@@ -82,7 +83,7 @@ def preprocess(inputs: dict[str, Volume], options: PreprocessOptions | None = No
         save_step(save, "flair_n4", flair, head)
     mask, found = head, {}
     if options.skull_strip:
-        mask_vol = extract_brain(flair, "flair", method=options.brain_extraction, device=options.device)
+        mask_vol = extract_brain(flair, "flair", method=options.brain_extraction, device=options.device or "auto")
         mask = mask_vol.data.astype(bool)
         found = {k: mask_vol.meta[k] for k in ("brain_method", "in_head_fraction", "to_mni") if k in mask_vol.meta}
     clock.lap("brain_mask")
