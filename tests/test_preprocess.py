@@ -219,6 +219,7 @@ def _synthetic_head() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.gpu
 def test_deepbet_on_cuda_matches_cpu() -> None:
+    pytest.importorskip("deepbet")  # a bare device machine may lack it (no index there)
     from mslesion.preprocess.brain_net import deepbet_mask
 
     data, _ = _synthetic_head()
