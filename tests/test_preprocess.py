@@ -203,6 +203,17 @@ def test_deepbet_weights_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
         brain_net._load_extractor.cache_clear()
 
 
+def test_models_command_verifies_the_deepbet_weights(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from mslesion.cli import main
+    from mslesion.preprocess import brain_net
+
+    assert main(["models", "--verify"]) == 0
+    assert "deepbet:" in capsys.readouterr().out
+    monkeypatch.setitem(brain_net.WEIGHTS_SHA256, "bbox_model.pt", "f" * 64)
+    assert main(["models", "--verify"]) == 1
+    assert "deepbet:" in (out := capsys.readouterr().out) and "SHA256 MISMATCH" in out
+
+
 def test_deepbet_on_an_empty_image_is_a_named_failure() -> None:
     from mslesion.preprocess import brain_net
 

@@ -20,6 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..model.store import describe_models, models_root
+    from ..preprocess.brain_net import weights_status
 
     root = args.root or models_root()
     if not root.is_dir():
@@ -40,5 +41,10 @@ def run(args: argparse.Namespace) -> int:
                   + (f"; trained: {trained}" if trained else "") + (f"; card: {r['card']}" if r["card"] else ""))
         if not rows:
             print("  (none)")
-    bad = [r for r in rows if "error" in r or r.get("sha256_ok") is False]
+    brain = weights_status(verify=args.verify)
+    if not args.json:
+        check = {True: "sha256 ok", False: "SHA256 MISMATCH"}.get(brain.get("sha256_ok"), "sha256 not checked")
+        state = brain.get("error") or (f"{brain['folder']}, {check}" if brain["present"] else "weights missing")
+        print(f"brain extraction (default): deepbet: {state}")
+    bad = [r for r in [*rows, brain] if "error" in r or r.get("sha256_ok") is False or r.get("present") is False]
     return 1 if bad else 0

@@ -46,6 +46,19 @@ def weights_dir() -> Path:
     return Path(DATA_PATH) / "models"
 
 
+def weights_status(verify: bool = False) -> dict:
+    """Where the deepbet weights are and, with ``verify``, whether their sha256 matches (``sha256_ok``)."""
+    try:
+        folder = weights_dir()
+    except ModelError as exc:
+        return {"id": "deepbet", "error": exc.problem}
+    row: dict = {"id": "deepbet", "folder": str(folder),
+                 "present": all((folder / name).is_file() for name in WEIGHTS_SHA256)}
+    if verify:
+        row["sha256_ok"] = row["present"] and all(sha256_file(folder / n) == h for n, h in WEIGHTS_SHA256.items())
+    return row
+
+
 def load_extractor(device: str = "auto"):
     """The deepbet ``BrainExtraction`` object on ``device`` ('auto': cuda, mps, cpu), loaded once per process."""
     from ..model.inference import resolve_device
