@@ -32,6 +32,12 @@ CASES = [
     ("isbi_training01", "isbi_training01", "brain_ms/isbi2015/training01", ("flair",), ("lesions_rater1", "lesions_rater2")),
     ("isbi_training02", "isbi_training02", "brain_ms/isbi2015/training02", ("flair",), ("lesions_rater1", "lesions_rater2")),
     ("isbi_training03", "isbi_training03", "brain_ms/isbi2015/training03", ("flair",), ("lesions_rater1", "lesions_rater2")),
+    # MSLesSeg (Guarnera et al., Sci Data 2025, CC BY 4.0); P14's three visits are one subject
+    ("mslesseg_P14_T1", "mslesseg_P14", "brain_ms/mslesseg/P14_T1", ("flair", "t1"), ("lesions",)),
+    ("mslesseg_P14_T2", "mslesseg_P14", "brain_ms/mslesseg/P14_T2", ("flair", "t1", "t2"), ("lesions",)),
+    ("mslesseg_P14_T3", "mslesseg_P14", "brain_ms/mslesseg/P14_T3", ("flair", "t1", "t2"), ("lesions",)),
+    ("mslesseg_P18_T1", "mslesseg_P18", "brain_ms/mslesseg/P18_T1", ("flair", "t1"), ("lesions",)),
+    ("mslesseg_P39_T1", "mslesseg_P39", "brain_ms/mslesseg/P39_T1", ("flair", "t1"), ("lesions",)),
 ]
 ALL_CHANNELS = ("flair", "t1", "t2")
 MARGIN = 12
