@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InputError
 from .io import load_mask
-from .metrics import SCORE_FIELDS, evaluate
+from .metrics import SCORE_FIELDS, SIZE_CLASSES, evaluate
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,11 @@ class CohortScores:
         out["pooled_lesion_sensitivity"] = round(sens, 4)
         out["pooled_lesion_precision"] = round(prec, 4)
         out["pooled_lesion_f1"] = round(0.0 if sens + prec == 0 else 2 * sens * prec / (sens + prec), 4)
+        for name, _, _ in SIZE_CLASSES:
+            n = sum(r[f"ref_lesions_{name}"] for r in self.rows)
+            d = sum(r[f"detected_{name}"] for r in self.rows)
+            out[f"pooled_sensitivity_{name}"] = round(d / n, 4) if n else None
+            out[f"ref_lesions_{name}"] = n
         return out
 
     def table(self) -> list[dict]:

@@ -23,6 +23,16 @@ class Scores:
     ref_volume_ml: float
     pred_volume_ml: float
     abs_volume_diff_ml: float
+    # lesion-wise sensitivity by reference lesion size (None where the class is empty)
+    ref_lesions_lt30: int = 0
+    detected_lt30: int = 0
+    sensitivity_lt30: float | None = None
+    ref_lesions_30to100: int = 0
+    detected_30to100: int = 0
+    sensitivity_30to100: float | None = None
+    ref_lesions_gt100: int = 0
+    detected_gt100: int = 0
+    sensitivity_gt100: float | None = None
 
     def as_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -59,7 +69,61 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, voxel_ml: float, connectivit
     f1 = 0.0 if sens + prec == 0 else 2 * sens * prec / (sens + prec)
     rv = float(ref.astype(bool).sum()) * voxel_ml
     pv = float(pred.astype(bool).sum()) * voxel_ml
-    return Scores(dice(pred, ref), sens, prec, f1, n_ref, n_pred, det, tp, rv, pv, abs(pv - rv))
+    by_size = {}
+    for name, counts in detection_by_size(pred, ref, voxel_ml, connectivity).items():
+        n = int(counts["ref_lesions"])
+        by_size.update({f"ref_lesions_{name}": n, f"detected_{name}": int(counts["detected"]),
+                        f"sensitivity_{name}": counts["sensitivity"] if n else None})
+    return Scores(dice(pred, ref), sens, prec, f1, n_ref, n_pred, det, tp, rv, pv, abs(pv - rv), **by_size)
+
+
+#: lesion size classes (mm^3) for lesion-wise sensitivity: (name, lower bound, upper bound)
+SIZE_CLASSES: tuple[tuple[str, float, float], ...] = (
+    ("lt30", 0.0, 30.0), ("30to100", 30.0, 100.0), ("gt100", 100.0, float("inf")))
+
+
+def detection_by_size(pred: np.ndarray, ref: np.ndarray, voxel_ml: float,
+                      connectivity: int = 26) -> dict[str, dict[str, float]]:
+    """Per size class of the reference lesions: how many there are, how many any prediction touches.
+
+    Classes are :data:`SIZE_CLASSES` in mm^3 (< 30, 30-100, > 100). Sensitivity is NaN for an
+    empty class.
+    """
+    ref_lab, n_ref = label_components(ref.astype(bool), connectivity)
+    sizes_mm3 = np.bincount(ref_lab.ravel(), minlength=n_ref + 1)[1:] * voxel_ml * 1000.0
+    hit = np.zeros(n_ref + 1, bool)
+    hit[np.unique(ref_lab[pred.astype(bool)])] = True
+    hit = hit[1:]
+    out: dict[str, dict[str, float]] = {}
+    for name, lo, hi in SIZE_CLASSES:
+        sel = (sizes_mm3 >= lo) & (sizes_mm3 < hi)
+        n, det = int(sel.sum()), int((hit & sel).sum())
+        out[name] = {"ref_lesions": n, "detected": det, "sensitivity": det / n if n else float("nan")}
+    return out
+
+
+def reliability(prob: np.ndarray, ref: np.ndarray, bins: int = 10) -> tuple[list[dict[str, float]], float]:
+    """Reliability table (equal-width probability bins) and expected calibration error.
+
+    ``prob`` and ``ref`` are voxel arrays of the same shape (restrict them to the brain first).
+    Each row: bin edges, voxel count, mean predicted probability, observed lesion fraction.
+    ECE is the voxel-weighted mean of |observed - predicted| over the bins.
+    """
+    p = np.asarray(prob, np.float64).ravel()
+    r = np.asarray(ref, bool).ravel()
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    psum = np.bincount(idx, weights=p, minlength=bins)
+    rsum = np.bincount(idx, weights=r.astype(np.float64), minlength=bins)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        n = int(count[b])
+        mean_p = float(psum[b] / n) if n else float("nan")
+        frac = float(rsum[b] / n) if n else float("nan")
+        if n:
+            ece += n / max(1, len(p)) * abs(frac - mean_p)
+        rows.append({"lo": b / bins, "hi": (b + 1) / bins, "voxels": n, "mean_prob": mean_p, "lesion_fraction": frac})
+    return rows, float(ece)
 
 
 def evaluate(pred: Volume, ref: Volume, connectivity: int = 26, min_lesion_mm3: float = 0.0) -> Scores:

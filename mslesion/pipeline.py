@@ -223,7 +223,9 @@ def build_report(vols: dict[str, Volume], seg: Segmenter, threshold: float, lesi
             for name, v in vols.items()
         },
         "model": {"id": seg.model_id, "kind": seg.kind, "threshold": threshold,
-                  **({"inference": seg.inference_settings()} if hasattr(seg, "inference_settings") else {})},
+                  **({"inference": seg.inference_settings()} if hasattr(seg, "inference_settings") else {}),
+                  # the validated accuracy from the model card, so every report says how far to trust it
+                  "validation": getattr(seg, "validation", None)},
         "settings": {"min_lesion_mm3": opts.min_lesion_mm3, "device": opts.device, "tta": opts.tta, "fp32": opts.fp32},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "mslesion_version": __version__,

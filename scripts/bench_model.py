@@ -38,14 +38,18 @@ CASE_FOLDERS = {
     "isbi_training01": ("brain_ms/isbi2015/training01", ["lesions_rater1", "lesions_rater2"]),
     "isbi_training02": ("brain_ms/isbi2015/training02", ["lesions_rater1", "lesions_rater2"]),
     "isbi_training03": ("brain_ms/isbi2015/training03", ["lesions_rater1", "lesions_rater2"]),
+    **{f"mslesseg_{c}": (f"brain_ms/mslesseg/{c}", ["lesions"]) for c in ("P14_T1", "P14_T2", "P14_T3", "P18_T1",
+                                                                           "P39_T1")},
 }
+#: subject of each case (cross-validation folds are by subject: P14's visits stay together)
+SUBJECT = {c: ("mslesseg_P14" if c.startswith("mslesseg_P14") else c) for c in CASE_FOLDERS}
 
 
 def score_prediction(prob_crop: np.ndarray, npz: Path, data: Path, case: str, threshold: float,
                      min_mm3: float = 3.0) -> dict:
     from mslesion.io import load_volume
     from mslesion.lesions import remove_small
-    from mslesion.metrics import evaluate
+    from mslesion.metrics import detection_by_size, evaluate
     from mslesion.preprocess.resample import resample_like
     from mslesion.volume import Volume
 
@@ -61,7 +65,11 @@ def score_prediction(prob_crop: np.ndarray, npz: Path, data: Path, case: str, th
     per_rater = {}
     for r in raters:
         ref = load_volume(data / folder / f"{r}.nii.gz", role="lesion mask")
-        per_rater[r] = evaluate(mask, ref.with_data((ref.data > 0).astype(np.uint8))).as_dict()
+        ref = ref.with_data((ref.data > 0).astype(np.uint8))
+        per_rater[r] = evaluate(mask, ref).as_dict()
+        on_ref = mask if mask.same_grid(ref) else resample_like(mask.with_data(mask.data.astype(np.float32)), ref,
+                                                                order=0)
+        per_rater[r]["by_size"] = detection_by_size(on_ref.data > 0, ref.data > 0, ref.voxel_volume_ml)
     mean = {k: float(np.mean([s[k] for s in per_rater.values()])) for k in ("dice", "lesion_f1", "lesion_sensitivity",
                                                                            "lesion_precision")}
     return {"case": case, **{k: round(v, 4) for k, v in mean.items()}, "per_rater": per_rater}
@@ -204,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     tm.add_argument("--fp32", action="store_true", help="no mixed precision (bf16 autocast on CPUs with native bf16)")
     tm.add_argument("--case", type=Path, default=Path(".devdata/train_v3/ljubljana_patient07.npz"))
     pr = sub.add_parser("precision", help="fp32 vs mixed precision: mask agreement and in-sample scores")
-    pr.add_argument("--model", type=Path, default=Path("models/mslesion-flair-v1"))
+    pr.add_argument("--model", type=Path, default=Path("models/mslesion-flair-v2"))
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--threads", type=int, default=2)
     pr.add_argument("--train-data", type=Path, default=Path(".devdata/train_v3"))

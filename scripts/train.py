@@ -36,6 +36,10 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
     ap.add_argument("--synthetic-lesions", type=float, default=0.0, metavar="P",
                     help="probability per patch of pasting synthetic lesions into normal tissue")
     ap.add_argument("--no-holdout-tta", action="store_true", help="skip flip TTA when predicting held-out cases")
+    ap.add_argument("--init", default="", help="start from these weights (fine-tuning), e.g. a run's weights.pt")
+    ap.add_argument("--lesion-sampling", choices=["voxel", "component"], default="voxel",
+                    help="lesion-centred patches: uniform over lesion voxels, or over connected lesions")
+    ap.add_argument("--lesion-fraction", type=float, default=0.6, help="share of patches centred on a lesion")
     a = ap.parse_args(argv)
     channels = tuple(c.strip() for c in a.channels.split(",") if c.strip())
     if not channels or channels[0] != "flair":
@@ -45,11 +49,12 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
                        max_seconds=a.max_seconds, patch=tuple(a.patch), batch=a.batch, base=a.base, lr=a.lr,
                        seed=a.seed, device=a.device, infer_window=tuple(a.infer_window),
                        holdout_tta=not a.no_holdout_tta, session_seconds=a.session_seconds,
-                       augment=AugmentConfig(p_synthetic=a.synthetic_lesions))
+                       augment=AugmentConfig(p_synthetic=a.synthetic_lesions), init_weights=a.init,
+                       lesion_sampling=a.lesion_sampling, lesion_fraction=a.lesion_fraction)
 
 
 def package(argv: list[str]) -> int:
-    """``scripts/train.py package RUN_DIR DEST_FOLDER MODEL_ID [--card CARD.md] [--no-auto]``."""
+    """``scripts/train.py package RUN_DIR DEST_FOLDER MODEL_ID [--card CARD.md] [--no-auto] [--also RUN ...]``."""
     from mslesion.model.store import package_run
 
     ap = argparse.ArgumentParser(description="Package a training run as a model folder.")
@@ -60,11 +65,13 @@ def package(argv: list[str]) -> int:
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--no-auto", action="store_true", help="never pick this model for --model auto")
     ap.add_argument("--cpu-window", type=int, nargs=3, help="CPU sliding window (default: the training patch)")
+    ap.add_argument("--also", type=Path, nargs="+", default=[],
+                    help="further runs (seeds/folds) of the same set-up: package the ensemble (mean probability)")
     a = ap.parse_args(argv)
     card = a.card.read_text(encoding="utf-8") if a.card else None
     extra = {"auto_select": not a.no_auto}
     folder = package_run(a.run, a.dest, a.model_id, a.threshold, card_md=card, extra=extra,
-                         cpu_window=a.cpu_window)
+                         cpu_window=a.cpu_window, also=a.also)
     print(json.dumps(json.loads((folder / "model.json").read_text())["sha256"]))
     return 0
 

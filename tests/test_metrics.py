@@ -110,3 +110,33 @@ def test_min_lesion_size_drops_specks_from_both_masks():
     assert (all_lesions.ref_lesions, all_lesions.pred_lesions, all_lesions.lesion_f1) == (2, 2, 0.5)
     big = evaluate(Volume(pred.astype(np.uint8), aff), Volume(ref.astype(np.uint8), aff), min_lesion_mm3=3.0)
     assert (big.ref_lesions, big.pred_lesions, big.lesion_f1) == (1, 1, 1.0)
+
+
+def test_sensitivity_by_lesion_size_class():
+    """Reference lesions of 8, 64 and 216 mm^3 fall in the <30, 30-100 and >100 classes; only found ones count."""
+    ref = np.zeros((40, 40, 40), bool)
+    ref[2:4, 2:4, 2:4] = True        # 8 voxels of 1 mm^3: < 30
+    ref[10:14, 10:14, 10:14] = True  # 64: 30-100
+    ref[20:26, 20:26, 20:26] = True  # 216: > 100
+    ref[30:32, 30:32, 30:32] = True  # 8: < 30, missed
+    pred = np.zeros_like(ref)
+    pred[3, 3, 3] = True             # touches the first small lesion
+    pred[22:24, 22:24, 22:24] = True  # touches the big one
+    s = score_arrays(pred, ref, voxel_ml=0.001)
+    assert (s.ref_lesions_lt30, s.detected_lt30, s.sensitivity_lt30) == (2, 1, 0.5)
+    assert (s.ref_lesions_30to100, s.detected_30to100, s.sensitivity_30to100) == (1, 0, 0.0)
+    assert (s.ref_lesions_gt100, s.detected_gt100, s.sensitivity_gt100) == (1, 1, 1.0)
+    empty = score_arrays(pred, np.zeros_like(ref), voxel_ml=0.001)
+    assert empty.sensitivity_lt30 is None and empty.ref_lesions_lt30 == 0
+
+
+def test_reliability_table_and_ece():
+    """Voxels predicted 0.25 of which a quarter are lesion are calibrated; 0.95 with half lesion is not."""
+    from mslesion.metrics import reliability
+
+    prob = np.array([0.25] * 8 + [0.95] * 4)
+    ref = np.array([1, 1, 0, 0, 0, 0, 0, 0] + [1, 1, 0, 0], bool)
+    rows, ece = reliability(prob, ref, bins=10)
+    assert rows[2]["voxels"] == 8 and rows[2]["lesion_fraction"] == pytest.approx(0.25)
+    assert rows[9]["voxels"] == 4 and rows[9]["lesion_fraction"] == pytest.approx(0.5)
+    assert ece == pytest.approx(4 / 12 * 0.45)

@@ -195,9 +195,9 @@ def test_missing_model_json_raises(tmp_path):
 
 def test_auto_picks_multi_contrast_model_when_t1_given(tmp_path, monkeypatch):
     monkeypatch.setenv("MSLESION_MODELS", str(tmp_path))
-    make_model_folder(tmp_path / "mslesion-flair-v1", ("flair",), "mslesion-flair-v1")
+    make_model_folder(tmp_path / "mslesion-flair-v2", ("flair",), "mslesion-flair-v2")
     make_model_folder(tmp_path / "mslesion-flair-t1-t2-v1", ("flair", "t1", "t2"), "mslesion-flair-t1-t2-v1")
-    assert resolve_model_folder("auto", {"flair"}).name == "mslesion-flair-v1"
+    assert resolve_model_folder("auto", {"flair"}).name == "mslesion-flair-v2"
     assert resolve_model_folder("auto", {"flair", "t1"}).name == "mslesion-flair-t1-t2-v1"
     seg = load_model_segmenter("auto", {"flair", "t1"}, "cpu")
     assert seg.model_id == "mslesion-flair-t1-t2-v1" and seg.kind == "trained"
@@ -206,7 +206,7 @@ def test_auto_picks_multi_contrast_model_when_t1_given(tmp_path, monkeypatch):
         load_model_segmenter("mslesion-flair-t1-t2-v1", {"flair"}, "cpu")
     meta = json.loads((tmp_path / "mslesion-flair-t1-t2-v1" / "model.json").read_text())
     (tmp_path / "mslesion-flair-t1-t2-v1" / "model.json").write_text(json.dumps({**meta, "auto_select": False}))
-    assert resolve_model_folder("auto", {"flair", "t1"}).name == "mslesion-flair-v1"
+    assert resolve_model_folder("auto", {"flair", "t1"}).name == "mslesion-flair-v2"
 
 
 def test_predict_on_phantom_grid_and_mask(tmp_path):
@@ -392,3 +392,86 @@ def test_analyze_isbi_flair_with_trained_model(shared_data, tmp_path):
     scores = evaluate(pred, ref)
     # the released model saw this case in training: this guards the wiring, not generalisation
     assert scores.dice > 0.4 and report["lesion_count"] > 3
+
+
+def test_ensemble_folder_is_the_mean_of_its_members(tmp_path):
+    """A model.json listing several weights files predicts the mean probability of the members."""
+    from mslesion.model.store import load_network
+
+    a = make_model_folder(tmp_path / "a", seed=1)
+    b = make_model_folder(tmp_path / "b", seed=2)
+    ens = tmp_path / "ens"
+    ens.mkdir()
+    for name, src in (("m0.pt", a), ("m1.pt", b)):
+        (ens / name).write_bytes((src / "weights.pt").read_bytes())
+    meta = json.loads((a / "model.json").read_text())
+    meta.update(id="tiny-ens", weights=["m0.pt", "m1.pt"],
+                sha256=[sha256_file(ens / "m0.pt"), sha256_file(ens / "m1.pt")])
+    (ens / "model.json").write_text(json.dumps(meta))
+    x = torch.from_numpy(np.random.default_rng(3).normal(size=(1, 1, 16, 16, 16)).astype(np.float32))
+    with torch.no_grad():
+        pa = torch.sigmoid(load_network(read_spec(a), torch.device("cpu"))(x))
+        pb = torch.sigmoid(load_network(read_spec(b), torch.device("cpu"))(x))
+        pe = torch.sigmoid(load_network(read_spec(ens), torch.device("cpu"))(x))
+    assert not torch.allclose(pa, pb, atol=1e-3)  # the members differ, so the mean is a real test
+    torch.testing.assert_close(pe, (pa + pb) / 2, atol=1e-5, rtol=1e-4)
+    # a damaged member is named in the error
+    (ens / "m1.pt").write_bytes(b"broken")
+    with pytest.raises(ModelError, match="m1.pt"):
+        load_network(read_spec(ens), torch.device("cpu"))
+
+
+def test_tta_axes_choose_the_mirrors():
+    """Left-right TTA averages 2 copies; a net that is not mirror-symmetric gives different maps."""
+    img = np.random.default_rng(1).normal(size=(1, 24, 24, 24)).astype(np.float32)
+    net = tiny_net()
+    plain = sliding_window_predict(net, img, (24, 24, 24), divisor=4, amp=False)
+    lr = sliding_window_predict(net, img, (24, 24, 24), divisor=4, amp=False, tta=True, tta_axes=(0,))
+    with torch.no_grad():
+        t = torch.from_numpy(img)[None]
+        manual = (torch.sigmoid(net(t)) + torch.sigmoid(net(t.flip(2))).flip(2)) / 2
+    np.testing.assert_allclose(lr, manual[0, 0].numpy(), atol=1e-5)
+    assert np.abs(lr - plain).max() > 1e-4
+
+
+def test_component_sampling_sees_small_lesions_as_often_as_large_ones():
+    """'component' picks a connected lesion uniformly; 'voxel' is dominated by the big lesion."""
+    from mslesion.model.training import Case, TrainConfig, _lesion_centre, _lesion_voxels_by_component
+
+    mask = np.zeros((40, 40, 40), bool)
+    mask[2:12, 2:12, 2:12] = True   # 1000 voxels
+    mask[30:32, 30:32, 30:32] = True  # 8 voxels
+    idx, bounds = _lesion_voxels_by_component(mask)
+    assert bounds.tolist() == [0, 1000, 1008]
+    case = Case("c", "s", torch.zeros(2, 40, 40, 40), torch.ones(1), torch.from_numpy(idx),
+                torch.zeros((1, 3), dtype=torch.long), torch.from_numpy(bounds))
+    gen = torch.Generator().manual_seed(0)
+    share = {}
+    for mode in ("component", "voxel"):
+        cfg = TrainConfig(data_dir="", out_dir="", lesion_sampling=mode)
+        small = sum(int(_lesion_centre(case, cfg, gen)[0]) >= 30 for _ in range(2000))
+        share[mode] = small / 2000
+    assert 0.45 < share["component"] < 0.55
+    assert share["voxel"] < 0.03
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_from_the_given_weights_and_packages_an_ensemble(tmp_path):
+    """--init loads the weights (lr 0 keeps them exactly); two runs package as a 2-member ensemble."""
+    from mslesion.model.store import package_run
+    from mslesion.model.training import TrainConfig, train
+
+    write_npz_cases(tmp_path / "data")
+    start = tiny_net(seed=7)
+    torch.save(start.state_dict(), tmp_path / "start.pt")
+    base = dict(data_dir=str(tmp_path / "data"), patch=(16, 16, 16), batch=2, iterations=2, base=4, levels=3,
+                device="cpu", log_every=1, lesion_sampling="component")
+    train(TrainConfig(out_dir=str(tmp_path / "ft"), init_weights=str(tmp_path / "start.pt"), lr=0.0, **base))
+    tuned = torch.load(tmp_path / "ft" / "weights.pt", weights_only=True)
+    assert all(torch.equal(tuned[k], v) for k, v in start.state_dict().items())
+    train(TrainConfig(out_dir=str(tmp_path / "other"), seed=1, **base))
+    folder = package_run(tmp_path / "ft", tmp_path / "models" / "ens", "ens", also=[tmp_path / "other"])
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["weights"] == ["weights_0.pt", "weights_1.pt"] and len(meta["sha256"]) == 2
+    seg = load_model_segmenter(str(folder), {"flair"}, "cpu")
+    assert len(seg.net.members) == 2

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # keep this package importable where preprocessing's extras a
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FLAIR_MODEL = "mslesion-flair-v1"
+DEFAULT_FLAIR_MODEL = "mslesion-flair-v2"
 DEFAULT_MULTI_MODEL = "mslesion-flair-t1-t2-v1"
 
 
@@ -41,6 +41,8 @@ class ModelSegmenter:
         self.spec = spec
         self.model_id = spec.model_id
         self.threshold = spec.threshold
+        #: the model's cross-validated accuracy from model.json (None where the folder has none)
+        self.validation: dict | None = spec.raw.get("validation")
         self.device = resolve_device(device)
         self.net = load_network(spec, self.device)
         inf = spec.inference
@@ -55,6 +57,8 @@ class ModelSegmenter:
         self.amp = bool(inf.get("amp", True)) if amp is None else bool(amp)
         # TTA mirrors in one forward pass: all 8 on accelerators (fewer, larger calls), 1 on CPUs (memory)
         self.flips_per_pass = int(inf.get(f"flips_per_pass_{where}", 8 if where != "cpu" else 1))
+        # mirrored axes for TTA (0 = left-right on the RAS working grid)
+        self.tta_axes = tuple(int(a) for a in inf.get(f"tta_axes_{where}", (0, 1, 2)))
         self.margin = int(inf.get("brain_margin_vox", 8))
         self.divisor = 2 ** (int(spec.architecture.get("levels", 4)) - 1)
         log.info("model %s on %s (tta=%s, window=%s, precision=%s)", self.model_id, self.device, self.tta,
@@ -63,6 +67,7 @@ class ModelSegmenter:
     def inference_settings(self) -> dict:
         """How this segmenter runs (recorded in report.json)."""
         return {"device": str(self.device), "tta": self.tta, "flips_per_pass": self.flips_per_pass if self.tta else None,
+                "tta_axes": list(self.tta_axes) if self.tta else None,
                 "window": list(self.window), "overlap": self.overlap,
                 "precision": str(amp_dtype(self.device, self.amp) or torch.float32).replace("torch.", "")}
 
@@ -89,7 +94,8 @@ class ModelSegmenter:
         prob = np.zeros(pre.flair.shape, np.float32)
         prob[box] = sliding_window_predict(self.net, image[(slice(None), *box)], self.window, self.overlap,
                                            self.device, tta=self.tta, amp=self.amp,
-                                           divisor=self.divisor, flips_per_pass=self.flips_per_pass)
+                                           divisor=self.divisor, flips_per_pass=self.flips_per_pass,
+                                           tta_axes=self.tta_axes)
         keep = ndimage.binary_dilation(brain, iterations=2)
         prob[~keep] = 0.0
         log.info("model %s predicted %s in %.1f s", self.model_id, pre.flair.shape, time.perf_counter() - t0)

@@ -101,10 +101,13 @@ def _mirrored_pass(net: nn.Module, batch: torch.Tensor, flips: list[tuple[int, .
 @torch.inference_mode()
 def sliding_window_predict(net: nn.Module, image: np.ndarray, window: tuple[int, int, int], overlap: float = 0.5,
                            device: torch.device | str = "cpu", tta: bool = False, amp: bool = True,
-                           batch_size: int = 2, divisor: int = 8, flips_per_pass: int = 1) -> np.ndarray:
+                           batch_size: int = 2, divisor: int = 8, flips_per_pass: int = 1,
+                           tta_axes: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
     """Lesion probability (D, H, W) float32 for ``image`` (C, D, H, W), any spatial shape.
 
-    With ``tta``, ``flips_per_pass`` mirrored copies go through the network in one forward pass
+    With ``tta``, the prediction is averaged over every mirror along a subset of the spatial
+    ``tta_axes`` (all three: 8 copies; ``(0,)``, left-right on the RAS working grid: 2 copies);
+    ``flips_per_pass`` mirrored copies go through the network in one forward pass
     (a larger batch keeps a GPU busy; on a CUDA out-of-memory error it falls back to one at a time).
     """
     device = torch.device(device) if isinstance(device, str) else device
@@ -122,7 +125,8 @@ def sliding_window_predict(net: nn.Module, image: np.ndarray, window: tuple[int,
     starts = list(itertools.product(*(window_starts(p, w, overlap) for p, w in zip(padded, win))))
     flips = [()]
     if tta:
-        flips = [f for r in range(4) for f in itertools.combinations((2, 3, 4), r)]
+        dims = tuple(sorted(int(a) + 2 for a in tta_axes))
+        flips = [f for r in range(len(dims) + 1) for f in itertools.combinations(dims, r)]
     for i in range(0, len(starts), batch_size):
         chunk = starts[i:i + batch_size]
         sl = [tuple(slice(o, o + w) for o, w in zip(st, win)) for st in chunk]

@@ -4,6 +4,10 @@
 architecture, the inference settings, the threshold and the sha256 of
 ``weights.pt``.  Weights load with ``torch.load(weights_only=True)`` only after
 the hash matches; any mismatch raises :class:`~mslesion.errors.ModelError`.
+
+An ensemble (several trainings of one architecture, e.g. seeds or folds) lists its
+files: ``"weights": ["a.pt", "b.pt"]`` with ``"sha256": [hash_a, hash_b]``; the model's
+probability is then the mean of the members' probabilities.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelError
-from .unet import UNet3D, build_unet
+from .unet import MeanEnsemble, UNet3D, build_unet
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +57,22 @@ class ModelSpec:
     patch_size: list[int]
     inference: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict)
+    #: (weights file name, sha256) of every member; one for a single network
+    members: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def required(self) -> set[str]:
         return set(self.raw.get("required_contrasts", ["flair"]))
+
+
+def _members(raw: dict) -> list[tuple[str, str]]:
+    """(file, sha256) pairs from model.json's ``weights``/``sha256`` (a string each, or equal-length lists)."""
+    files, hashes = raw.get("weights", WEIGHTS_NAME), raw["sha256"]
+    if isinstance(files, str) and isinstance(hashes, str):
+        return [(files, hashes)]
+    if isinstance(files, list) and isinstance(hashes, list) and len(files) == len(hashes) and files:
+        return [(str(f), str(h)) for f, h in zip(files, hashes)]
+    raise ValueError(f"'weights' {files!r} and 'sha256' must both be strings or lists of one length")
 
 
 def read_spec(folder: Path) -> ModelSpec:
@@ -69,10 +85,11 @@ def read_spec(folder: Path) -> ModelSpec:
     except (OSError, ValueError) as exc:
         raise ModelError(card, f"model.json cannot be read ({exc})") from exc
     try:
+        members = _members(raw)
         spec = ModelSpec(folder=folder, model_id=str(raw["id"]), channels=list(raw["channels"]),
                          architecture=dict(raw["architecture"]), threshold=float(raw["threshold"]),
-                         sha256=str(raw["sha256"]), patch_size=[int(p) for p in raw["patch_size"]],
-                         inference=dict(raw.get("inference", {})), raw=raw)
+                         sha256=members[0][1], patch_size=[int(p) for p in raw["patch_size"]],
+                         inference=dict(raw.get("inference", {})), raw=raw, members=members)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(card, f"model.json lacks or has a bad field: {exc}") from exc
     if spec.channels[:1] != ["flair"]:
@@ -99,29 +116,40 @@ def describe_models(root: Path | None = None, verify: bool = False) -> list[dict
         except ModelError as exc:
             rows.append({"id": folder.name, "folder": str(folder), "error": exc.problem})
             continue
-        weights = folder / WEIGHTS_NAME
+        files = [folder / name for name, _ in spec.members]
         training = spec.raw.get("training", {})
         row = {"id": spec.model_id, "folder": str(folder), "channels": spec.channels,
                "required": sorted(spec.required), "auto_select": bool(spec.raw.get("auto_select", True)),
                "threshold": spec.threshold, "patch_size": spec.patch_size,
-               "weights_mb": round(weights.stat().st_size / 2**20, 2) if weights.is_file() else None,
+               "weights_mb": (round(sum(f.stat().st_size for f in files) / 2**20, 2)
+                              if all(f.is_file() for f in files) else None),
+               "ensemble_members": len(files),
                "trained": {k: training.get(k) for k in ("iterations", "train_seconds", "device_name") if k in training},
                "card": str(folder / "model_card.md") if (folder / "model_card.md").is_file() else None,
                "sha256": spec.sha256}
         if verify:
-            row["sha256_ok"] = weights.is_file() and sha256_file(weights) == spec.sha256
+            row["sha256_ok"] = all(f.is_file() and sha256_file(f) == h for f, (_, h) in zip(files, spec.members))
         rows.append(row)
     return rows
 
 
-def load_network(spec: ModelSpec, device: torch.device) -> UNet3D:
-    """Check the weights' sha256, load them with ``weights_only=True`` and build the network."""
-    path = spec.folder / WEIGHTS_NAME
+def load_network(spec: ModelSpec, device: torch.device) -> torch.nn.Module:
+    """Check each weights file's sha256, load it with ``weights_only=True`` and build the network.
+
+    An ensemble folder gives a :class:`~mslesion.model.unet.MeanEnsemble` of its members.
+    """
+    members = spec.members or [(WEIGHTS_NAME, spec.sha256)]
+    nets = [_load_member(spec, spec.folder / name, digest) for name, digest in members]
+    net = nets[0] if len(nets) == 1 else MeanEnsemble(nets)
+    return net.to(device).eval()
+
+
+def _load_member(spec: ModelSpec, path: Path, expected: str) -> UNet3D:
     if not path.is_file():
         raise ModelError(path, "weights file is missing")
     digest = sha256_file(path)
-    if digest != spec.sha256:
-        raise ModelError(path, f"sha256 mismatch: file has {digest}, model.json says {spec.sha256}")
+    if digest != expected:
+        raise ModelError(path, f"sha256 mismatch: file has {digest}, model.json says {expected}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors of a damaged file
@@ -131,22 +159,29 @@ def load_network(spec: ModelSpec, device: torch.device) -> UNet3D:
         net.load_state_dict(state)
     except (RuntimeError, TypeError) as exc:
         raise ModelError(path, f"weights do not fit the architecture in model.json ({str(exc)[:200]})") from exc
-    return net.to(device).eval()
+    return net
 
 
-def write_model_folder(folder: Path, weights: Path, model_id: str, channels: list[str], architecture: dict,
-                       patch_size: list[int], threshold: float, inference: dict, extra: dict | None = None,
-                       card_md: str | None = None) -> Path:
-    """Copy ``weights`` into ``folder`` and write ``model.json`` (with its sha256) and the model card, atomically."""
+def write_model_folder(folder: Path, weights: Path | list[Path], model_id: str, channels: list[str],
+                       architecture: dict, patch_size: list[int], threshold: float, inference: dict,
+                       extra: dict | None = None, card_md: str | None = None) -> Path:
+    """Copy ``weights`` into ``folder`` and write ``model.json`` (with the sha256) and the model card, atomically.
+
+    Several weights files make an ensemble folder (``weights_0.pt``, ``weights_1.pt``, ...).
+    """
     from ..atomic import write_bytes, write_json, write_text
 
     folder.mkdir(parents=True, exist_ok=True)
-    write_bytes(folder / WEIGHTS_NAME, Path(weights).read_bytes())
+    sources = [Path(w) for w in weights] if isinstance(weights, list) else [Path(weights)]
+    names = [WEIGHTS_NAME] if len(sources) == 1 else [f"weights_{i}.pt" for i in range(len(sources))]
+    for name, src in zip(names, sources):
+        write_bytes(folder / name, src.read_bytes())
+    hashes = [sha256_file(folder / n) for n in names]
     meta = {"id": model_id, "format_version": FORMAT_VERSION, "channels": list(channels),
             "required_contrasts": ["flair"] + [c for c in channels if c == "t1"],
             "architecture": architecture, "patch_size": list(patch_size), "threshold": float(threshold),
-            "inference": inference, "sha256": sha256_file(folder / WEIGHTS_NAME), "weights": WEIGHTS_NAME,
-            **(extra or {})}
+            "inference": inference, "sha256": hashes[0] if len(names) == 1 else hashes,
+            "weights": names[0] if len(names) == 1 else names, **(extra or {})}
     if card_md is not None:
         write_text(folder / "model_card.md", card_md)
     write_json(folder / CARD_NAME, meta)
@@ -158,21 +193,39 @@ DEFAULT_INFERENCE = {"window_cpu": None, "overlap_cpu": 0.5, "tta_cpu": False,
                      "brain_margin_vox": 8}
 
 
-def package_run(run_dir: Path, dest: Path, model_id: str, threshold: float = 0.5, card_md: str | None = None,
-                extra: dict | None = None, cpu_window: list[int] | None = None) -> Path:
-    """Turn a training run folder (weights.pt + train_summary.json) into a model folder ``dest``."""
+def _read_summary(run_dir: Path) -> dict:
     summary_path = run_dir / "train_summary.json"
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        return json.loads(summary_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(summary_path, f"training summary cannot be read ({exc})") from exc
+
+
+def package_run(run_dir: Path, dest: Path, model_id: str, threshold: float = 0.5, card_md: str | None = None,
+                extra: dict | None = None, cpu_window: list[int] | None = None,
+                also: list[Path] | None = None) -> Path:
+    """Turn a training run folder (weights.pt + train_summary.json) into a model folder ``dest``.
+
+    ``also``: further runs of the same architecture and inputs (other seeds or folds); the
+    folder is then their ensemble (mean probability).
+    """
+    summary = _read_summary(run_dir)
     cfg = summary["config"]
+    runs = [run_dir, *(also or [])]
+    for other in runs[1:]:
+        o = _read_summary(other)
+        if o["architecture"] != summary["architecture"] or o["config"]["channels"] != cfg["channels"]:
+            raise ModelError(other, "ensemble members must share the architecture and channels of the first run")
     inference = dict(DEFAULT_INFERENCE)
     inference["window_accelerator"] = list(cfg["patch"])
     # CPU default: the training patch size (instance norm statistics match training), no flips
     inference["window_cpu"] = list(cpu_window or cfg["patch"])
     training = {k: summary.get(k) for k in ("iterations", "train_seconds", "device", "device_name", "torch", "cases")}
     training["seed"] = cfg.get("seed")
-    return write_model_folder(dest, run_dir / WEIGHTS_NAME, model_id, list(cfg["channels"]), summary["architecture"],
+    if len(runs) > 1:
+        training["members"] = [{"run": r.name, "seed": _read_summary(r)["config"].get("seed"),
+                                "iterations": _read_summary(r).get("iterations")} for r in runs]
+    weights: Path | list[Path] = run_dir / WEIGHTS_NAME if len(runs) == 1 else [r / WEIGHTS_NAME for r in runs]
+    return write_model_folder(dest, weights, model_id, list(cfg["channels"]), summary["architecture"],
                               list(cfg["patch"]), threshold, inference, extra={"training": training, **(extra or {})},
                               card_md=card_md)

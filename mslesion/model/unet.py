@@ -69,3 +69,18 @@ def build_unet(arch: dict) -> UNet3D:
     return UNet3D(in_channels=int(arch.get("in_channels", 1)), base=int(arch.get("base", 16)),
                   levels=int(arch.get("levels", 4)), residual=bool(arch.get("residual", True)),
                   max_channels=int(arch.get("max_channels", 256)))
+
+
+class MeanEnsemble(nn.Module):
+    """Several networks of one architecture; the output is the logit of their mean probability.
+
+    Averaging probabilities (not logits) is how nnU-Net combines its fold models.
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        prob = torch.stack([torch.sigmoid(m(x).float()) for m in self.members]).mean(0)
+        return torch.logit(prob.clamp(1e-6, 1 - 1e-6))

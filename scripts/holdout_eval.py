@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Score lesion models on cases they did not see: predict once, then score many settings.
+
+Predict the held-out cases of a model (or the mean of several models) and keep the
+probability maps (working-grid crop, float16) under ``.devdata/preds/<tag>/``::
+
+    .venv/bin/python scripts/holdout_eval.py predict --tag b0 --model ../shared/gpu_runs/2026-11-30/flair-b0 \\
+        --cases mslesseg_P14_T1 mslesseg_P14_T2 mslesseg_P14_T3 mslesseg_P18_T1 mslesseg_P39_T1
+
+``--fold-models DIR`` instead takes, for each case, the model in ``DIR/<fold>`` whose
+``train_summary.json`` holds the case's subject out (leave-one-subject-out predictions).
+
+Score them exactly as ``mslesion analyze`` thresholds them (probability back on the native
+FLAIR grid, threshold, lesions < 3 mm^3 removed), against every rater on the rater's grid::
+
+    .venv/bin/python scripts/holdout_eval.py score --tag b0 --thresholds 0.3 0.4 0.5
+
+Printed per case: Dice, lesion F1, sensitivity, precision (ISBI: mean of both raters); then
+pooled lesion-wise sensitivity by size class (< 30, 30-100, > 100 mm^3), pooled precision,
+and the calibration of the probability map (reliability table, expected calibration error)
+on the working grid inside the brain mask.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_model import CASE_FOLDERS, SUBJECT, load_case, score_prediction  # noqa: E402
+
+PREDS = Path(".devdata/preds")
+
+
+def _segmenter(folder: Path, device: str, tta: str, overlap: float | None):
+    from mslesion.model import ModelSegmenter
+    from mslesion.model.store import read_spec
+
+    seg = ModelSegmenter(read_spec(folder), device=device, tta=tta != "off")
+    seg.tta_axes = {"off": (0, 1, 2), "lr": (0,), "all": (0, 1, 2)}[tta]
+    if overlap is not None:
+        seg.overlap = overlap
+    return seg
+
+
+def _fold_model_for(case: str, root: Path) -> Path:
+    """The fold model under ``root`` whose holdout contains the case's subject."""
+    for run in sorted(root.iterdir()):
+        summary = run / "train_summary.json"
+        if summary.is_file():
+            held = json.loads(summary.read_text())["config"].get("holdout", [])
+            if SUBJECT[case] in held or case in held:
+                return run
+    raise SystemExit(f"no fold model in {root} holds out {case}")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = PREDS / args.tag
+    out.mkdir(parents=True, exist_ok=True)
+    cache: dict[Path, object] = {}
+    for case in args.cases:
+        folders = [_fold_model_for(case, args.fold_models)] if args.fold_models else args.model
+        pre = load_case(args.train_data / f"{case}.npz")
+        t0 = time.perf_counter()
+        probs = []
+        for f in folders:
+            if f not in cache:
+                cache[f] = _segmenter(f, args.device, args.tta, args.overlap)
+            probs.append(cache[f].predict(pre).data[pre.crop])
+        prob = np.mean(probs, axis=0)
+        np.savez_compressed(out / f"{case}.npz", prob=prob.astype(np.float16))
+        print(f"{case}: {time.perf_counter() - t0:.1f} s ({', '.join(str(f) for f in folders)})", flush=True)
+    (out / "settings.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items() if k != "func"}, indent=2))
+    return 0
+
+
+def cmd_combine(args: argparse.Namespace) -> int:
+    """Mean probability of several kept predictions (an ensemble, without predicting again)."""
+    out = PREDS / args.tag
+    out.mkdir(parents=True, exist_ok=True)
+    cases = sorted(set.intersection(*({p.stem for p in (PREDS / t).glob("*.npz")} for t in args.tags)))
+    for case in cases:
+        probs = [np.load(PREDS / t / f"{case}.npz")["prob"].astype(np.float32) for t in args.tags]
+        np.savez_compressed(out / f"{case}.npz", prob=np.mean(probs, axis=0).astype(np.float16))
+    print(f"{args.tag}: mean of {args.tags} on {len(cases)} cases")
+    return 0
+
+
+def _calibration(cases: list[str], tag: str, train_data: Path) -> tuple[list[dict], float]:
+    from mslesion.metrics import reliability
+
+    probs, refs = [], []
+    for case in cases:
+        with np.load(PREDS / tag / f"{case}.npz") as z:
+            prob = z["prob"].astype(np.float32)
+        with np.load(train_data / f"{case}.npz") as z:
+            brain = z["brain"] > 0
+            ref = z["labels"].astype(np.float32).mean(axis=0)
+        probs.append(prob[brain])
+        refs.append(ref[brain] >= 0.5)
+    return reliability(np.concatenate(probs), np.concatenate(refs))
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    cases = args.cases or sorted(p.stem for p in (PREDS / args.tag).glob("*.npz"))
+    results = {}
+    for thr in args.thresholds:
+        rows = []
+        for case in cases:
+            with np.load(PREDS / args.tag / f"{case}.npz") as z:
+                prob = z["prob"].astype(np.float32)
+            rows.append(score_prediction(prob, args.train_data / f"{case}.npz", args.data, case, thr, args.min_mm3))
+        print(f"\n== {args.tag}: threshold {thr}, lesions >= {args.min_mm3} mm^3 (ISBI: mean of 2 raters)")
+        print(f"{'case':22s} {'dice':>6s} {'F1':>6s} {'sens':>6s} {'prec':>6s}")
+        for r in rows:
+            print(f"{r['case']:22s} {r['dice']:6.3f} {r['lesion_f1']:6.3f} {r['lesion_sensitivity']:6.3f} "
+                  f"{r['lesion_precision']:6.3f}")
+        pooled = _pooled(rows)
+        md, mf = float(np.mean([r["dice"] for r in rows])), float(np.mean([r["lesion_f1"] for r in rows]))
+        print(f"{'MEAN':22s} {md:6.3f} {mf:6.3f}")
+        print("pooled: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in pooled.items()))
+        results[str(thr)] = {"cases": rows, "mean_dice": md, "mean_lesion_f1": mf, "pooled": pooled}
+    table, ece = _calibration(cases, args.tag, args.train_data)
+    print(f"\ncalibration ({len(cases)} cases, brain voxels): ECE {ece:.4f}")
+    print(f"{'bin':>11s} {'voxels':>10s} {'mean p':>7s} {'lesion':>7s}")
+    for row in table:
+        print(f"{row['lo']:.1f}-{row['hi']:.1f}   {row['voxels']:10d} {row['mean_prob']:7.3f} {row['lesion_fraction']:7.3f}")
+    results["calibration"] = {"ece": ece, "table": table}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def _pooled(rows: list[dict]) -> dict:
+    """Lesion counts summed over cases and raters: sensitivity by size class and precision."""
+    out: dict = {}
+    for cls in ("lt30", "30to100", "gt100"):
+        n = sum(r["per_rater"][k]["by_size"][cls]["ref_lesions"] for r in rows for k in r["per_rater"])
+        d = sum(r["per_rater"][k]["by_size"][cls]["detected"] for r in rows for k in r["per_rater"])
+        out[f"sens_{cls}"] = d / n if n else float("nan")
+        out[f"n_{cls}"] = n
+    tp = sum(s["true_pred_lesions"] for r in rows for s in r["per_rater"].values())
+    npred = sum(s["pred_lesions"] for r in rows for s in r["per_rater"].values())
+    nref = sum(s["ref_lesions"] for r in rows for s in r["per_rater"].values())
+    det = sum(s["detected_ref_lesions"] for r in rows for s in r["per_rater"].values())
+    out["precision"] = tp / npred if npred else float("nan")
+    out["sensitivity"] = det / nref if nref else float("nan")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    pr = sub.add_parser("predict", help="predict held-out cases and keep the probability maps")
+    pr.add_argument("--tag", required=True)
+    src = pr.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", type=Path, nargs="+", help="model folder(s); several: mean probability")
+    src.add_argument("--fold-models", type=Path, help="folder of fold runs; each case by the fold holding it out")
+    pr.add_argument("--cases", nargs="+", default=sorted(CASE_FOLDERS))
+    pr.add_argument("--tta", choices=["off", "lr", "all"], default="off")
+    pr.add_argument("--overlap", type=float)
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--threads", type=int, default=2)
+    cb = sub.add_parser("combine", help="mean of kept probability maps of several tags")
+    cb.add_argument("--tag", required=True)
+    cb.add_argument("--tags", nargs="+", required=True)
+    sc = sub.add_parser("score", help="score kept probability maps")
+    sc.add_argument("--tag", required=True)
+    sc.add_argument("--cases", nargs="*")
+    sc.add_argument("--thresholds", type=float, nargs="+", default=[0.5])
+    sc.add_argument("--min-mm3", type=float, default=3.0)
+    sc.add_argument("--json", type=Path)
+    for p in (pr, sc):
+        p.add_argument("--train-data", type=Path, default=Path(".devdata/train_v4"))
+        p.add_argument("--data", type=Path, default=Path("../shared/data"))
+    args = ap.parse_args(argv)
+    return {"predict": cmd_predict, "score": cmd_score, "combine": cmd_combine}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
