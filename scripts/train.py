@@ -36,6 +36,8 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
     ap.add_argument("--synthetic-lesions", type=float, default=0.0, metavar="P",
                     help="probability per patch of pasting synthetic lesions into normal tissue")
     ap.add_argument("--no-holdout-tta", action="store_true", help="skip flip TTA when predicting held-out cases")
+    ap.add_argument("--no-holdout-predict", action="store_true",
+                    help="leave the held-out cases out of training but do not predict them at the end")
     ap.add_argument("--init", default="", help="start from these weights (fine-tuning), e.g. a run's weights.pt")
     ap.add_argument("--lesion-sampling", choices=["voxel", "component"], default="voxel",
                     help="lesion-centred patches: uniform over lesion voxels, or over connected lesions")
@@ -48,7 +50,7 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
                        holdout=tuple(h for h in a.holdout.split(",") if h), iterations=a.iterations,
                        max_seconds=a.max_seconds, patch=tuple(a.patch), batch=a.batch, base=a.base, lr=a.lr,
                        seed=a.seed, device=a.device, infer_window=tuple(a.infer_window),
-                       holdout_tta=not a.no_holdout_tta, session_seconds=a.session_seconds,
+                       holdout_tta=not a.no_holdout_tta, holdout_predict=not a.no_holdout_predict, session_seconds=a.session_seconds,
                        augment=AugmentConfig(p_synthetic=a.synthetic_lesions), init_weights=a.init,
                        lesion_sampling=a.lesion_sampling, lesion_fraction=a.lesion_fraction)
 

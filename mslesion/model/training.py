@@ -66,6 +66,8 @@ class TrainConfig:
     infer_window: tuple[int, int, int] = (160, 192, 160)
     infer_overlap: float = 0.25
     holdout_tta: bool = True
+    #: predict the held-out cases at the end (pred_<case>.npz)
+    holdout_predict: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     #: end this call after this many seconds / iterations with a checkpoint (resume later)
     session_seconds: float = 1e9
@@ -309,7 +311,7 @@ def train(cfg: TrainConfig) -> dict:
                "train_seconds": round(train_s, 1), "device": str(device),
                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                "torch": torch.__version__, "cases": [c.case_id for c in cases]}
-    if cfg.holdout:
+    if cfg.holdout and cfg.holdout_predict:
         summary["holdout_predictions"] = predict_holdout(net, cfg, device, out)
     summary["total_seconds"] = round(time.perf_counter() - t_start, 1)
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
