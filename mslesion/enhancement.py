@@ -1,0 +1,244 @@
+"""Gadolinium enhancement and T1 black holes, from pre- and post-contrast T1 on the working grid.
+
+Pure array functions. The inputs are the working-grid arrays of :func:`mslesion.preprocess.preprocess`
+(every contrast co-registered to the FLAIR and normalised with ``robust_zscore``):
+
+- :func:`reference_masks` finds normal-appearing white matter (NAWM) and CSF from FLAIR and T1;
+- :func:`subtraction_z` predicts the post-contrast T1 from the pre-contrast one (a monotone intensity
+  curve fitted on the non-lesion brain) and expresses the difference as a robust z-score (0 = as expected,
+  3 = three robust SDs brighter than tissue of the same pre-contrast intensity);
+- :func:`normal_enhancement` marks where enhancement is normal: the brain surface (dura, venous sinuses,
+  cortical veins), CSF spaces (choroid plexus) and thin tubular structures (vessels);
+- :func:`assess_lesions` decides, per FLAIR lesion, whether it enhances and whether it is T1-hypointense;
+- :func:`enhancing_foci` finds enhancement where FLAIR shows no lesion.
+
+The thresholds are fixed a priori (:class:`EnhancementRules`): no expert enhancement masks exist in this
+project's data, so none was tuned on a scan.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+#: median absolute deviation -> standard deviation for a normal distribution
+_MAD_TO_SD = 1.4826
+
+
+@dataclass(frozen=True)
+class EnhancementRules:
+    """A-priori thresholds of the enhancement and black-hole calls (recorded in the report)."""
+
+    #: a voxel enhances when post-minus-pre is this many robust SDs above NAWM's
+    z_voxel: float = 3.0
+    #: a FLAIR lesion enhances when at least this volume (mm^3) of it, or of its 1-voxel rim, enhances
+    lesion_min_mm3: float = 8.0
+    #: an enhancing focus outside FLAIR lesions needs at least this volume (mm^3)
+    focus_min_mm3: float = 14.0
+    #: enhancement this close to the brain surface (mm) is taken as dura, sinuses or cortical veins
+    surface_margin_mm: float = 4.0
+    #: foci longer than this many times their thickness are taken as vessels
+    vessel_elongation: float = 3.0
+    #: foci larger than this (mm^3; a 15 mm ball is 1,767) are vascular trees or sinuses, not lesions
+    focus_max_mm3: float = 2000.0
+    #: foci must lie in white matter: median pre-contrast T1 at least this fraction of the way from CSF to NAWM
+    focus_min_t1_ratio: float = 0.8
+    #: a lesion is T1-hypointense when its T1 lies below this fraction of the way from CSF to NAWM
+    black_hole_ratio: float = 0.5
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class References:
+    """Reference tissue on the working grid (boolean masks) and their T1 levels."""
+
+    nawm: np.ndarray
+    csf: np.ndarray
+    t1_nawm: float
+    t1_csf: float
+
+
+def _robust_low(values: np.ndarray, k: float = 3.0) -> float:
+    """Median minus ``k`` robust SDs: below it a value is clearly darker than the bulk of the brain."""
+    med = float(np.median(values))
+    return med - k * _MAD_TO_SD * float(np.median(np.abs(values - med)))
+
+
+def reference_masks(flair: np.ndarray, t1: np.ndarray, brain: np.ndarray, lesions: np.ndarray) -> References:
+    """NAWM (bright on T1, not bright on FLAIR, away from lesions and the surface) and CSF (dark on both).
+
+    ``flair`` and ``t1`` are robust-z arrays (brain median 0), ``brain`` and ``lesions`` boolean. CSF is
+    what lies more than 3 robust SDs below the brain median on both T1 and FLAIR.
+    """
+    inner = ndimage.binary_erosion(brain, iterations=3)
+    near_lesion = ndimage.binary_dilation(lesions, iterations=2)
+    t1_in = t1[inner]
+    fl_in = flair[inner]
+    if t1_in.size < 100:
+        raise ValueError("brain mask too small to find reference tissue")
+    t1_hi = np.percentile(t1_in, 60)
+    fl_hi = np.percentile(fl_in, 90)
+    nawm = inner & ~near_lesion & (t1 >= t1_hi) & (flair <= fl_hi)
+    csf = brain & (t1 < _robust_low(t1_in)) & (flair < _robust_low(fl_in))
+    t1_nawm = float(np.median(t1[nawm])) if nawm.any() else float(np.median(t1_in))
+    t1_csf = float(np.median(t1[csf])) if csf.any() else float(np.percentile(t1_in, 1))
+    return References(nawm, csf, t1_nawm, t1_csf)
+
+
+def subtraction_z(pre: np.ndarray, post: np.ndarray, reference: np.ndarray, bins: int = 40,
+                  misregistration_mm: float = 0.5, zooms: tuple[float, ...] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """Post minus intensity-matched pre, in robust z of the reference voxels at the same pre intensity.
+
+    The two scans may differ in gain, offset and contrast (another sequence), so post is predicted from
+    pre by a monotone curve: the median post-contrast value in each of ``bins`` quantile bins of the
+    pre-contrast value over ``reference`` (the brain without lesions), interpolated. Enhancement touches
+    few voxels, so the medians ignore it. The residual is divided by the expected error: 1.4826 x its MAD
+    in the same bins, combined with what a ``misregistration_mm`` shift of the post-contrast image makes
+    at its intensity edges (gradient x shift), so that tissue borders and vessel walls are not called
+    enhancing because the two scans are not perfectly aligned.
+    """
+    x, y = pre[reference].astype(np.float64), post[reference].astype(np.float64)
+    if x.size < 50 * bins:
+        raise ValueError("too few reference voxels to match the two T1 scans")
+    edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)))
+    which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
+    centres, medians, spreads = [], [], []
+    for b in range(len(edges) - 1):
+        sel = which == b
+        if np.count_nonzero(sel) < 20:
+            continue
+        med = float(np.median(y[sel]))
+        centres.append(float(np.median(x[sel])))
+        medians.append(med)
+        spreads.append(_MAD_TO_SD * float(np.median(np.abs(y[sel] - med))))
+    medians = np.maximum.accumulate(np.asarray(medians))  # monotone: brighter before, brighter after
+    predicted = np.interp(pre, centres, medians)
+    spread = np.interp(pre, centres, np.maximum(np.asarray(spreads), 1e-6))
+    grad = np.sqrt(sum(g ** 2 for g in np.gradient(post.astype(np.float32), *zooms)))
+    spread = np.sqrt(spread ** 2 + (misregistration_mm * grad) ** 2)
+    return ((post - predicted) / spread).astype(np.float32)
+
+
+def normal_enhancement(brain: np.ndarray, csf: np.ndarray, zooms: tuple[float, ...],
+                       rules: EnhancementRules) -> np.ndarray:
+    """Where enhancement is normal: within ``surface_margin_mm`` of the brain surface, and in/next to CSF."""
+    depth = ndimage.distance_transform_edt(brain, sampling=zooms)
+    surface = brain & (depth <= rules.surface_margin_mm)
+    return surface | ndimage.binary_dilation(csf, iterations=1)
+
+
+def _elongation(coords: np.ndarray, zooms: tuple[float, ...]) -> float:
+    """Ratio of the longest to the shortest principal axis of a voxel cloud (mm)."""
+    if len(coords) < 4:
+        return 1.0
+    pts = coords * np.asarray(zooms, float)
+    ev = np.sort(np.linalg.eigvalsh(np.cov(pts.T)))
+    return float(np.sqrt(max(ev[-1], 1e-6) / max(ev[0], 1.0 / 12.0)))
+
+
+@dataclass
+class LesionEvidence:
+    """Per FLAIR lesion: the enhancement and black-hole calls and the numbers behind them."""
+
+    lesion_id: int
+    enhancing: bool
+    enhancing_mm3: float
+    enhancement_z_p95: float
+    t1_hypointense: bool | None
+    t1_ratio: float | None
+
+
+def assess_lesions(labels: np.ndarray, n: int, sub_z: np.ndarray | None, normal: np.ndarray | None,
+                   t1: np.ndarray | None, refs: References | None, voxel_mm3: float,
+                   rules: EnhancementRules) -> list[LesionEvidence]:
+    """Enhancement (needs ``sub_z``) and T1 hypointensity (needs ``t1``) of lesions 1..n of ``labels``.
+
+    A lesion's enhancing volume counts voxels of the lesion and of its 1-voxel rim (ring enhancement
+    often lies at the edge of the FLAIR lesion) with ``sub_z >= rules.z_voxel``, outside ``normal``.
+    T1 ratio = (lesion median T1 - CSF) / (NAWM - CSF): 1 is as bright as NAWM, 0 as dark as CSF.
+    """
+    out = []
+    slices = ndimage.find_objects(labels, max_label=n)
+    for lid in range(1, n + 1):
+        sl = slices[lid - 1]
+        if sl is None:
+            continue
+        box = tuple(slice(max(0, s.start - 2), s.stop + 2) for s in sl)
+        own = labels[box] == lid
+        enhancing, mm3, p95 = False, 0.0, float("nan")
+        if sub_z is not None:
+            zone = ndimage.binary_dilation(own, iterations=1)
+            if normal is not None:
+                zone &= ~normal[box]
+            z = sub_z[box][zone]
+            if z.size:
+                mm3 = float(np.count_nonzero(z >= rules.z_voxel)) * voxel_mm3
+                p95 = float(np.percentile(z, 95))
+            enhancing = mm3 >= rules.lesion_min_mm3
+        hypo, ratio = None, None
+        if t1 is not None and refs is not None and refs.t1_nawm > refs.t1_csf:
+            ratio = (float(np.median(t1[box][own])) - refs.t1_csf) / (refs.t1_nawm - refs.t1_csf)
+            hypo = ratio < rules.black_hole_ratio
+        out.append(LesionEvidence(lid, enhancing, round(mm3, 1), round(p95, 2),
+                                  hypo, None if ratio is None else round(ratio, 3)))
+    return out
+
+
+@dataclass
+class EnhancingFocus:
+    """Enhancement outside the FLAIR lesions (voxel centroid on the working grid)."""
+
+    centroid_vox: tuple[float, float, float]
+    volume_mm3: float
+    z_max: float
+    elongation: float
+
+
+def enhancing_foci(sub_z: np.ndarray, brain: np.ndarray, lesions: np.ndarray, normal: np.ndarray,
+                   zooms: tuple[float, ...], rules: EnhancementRules, t1: np.ndarray | None = None,
+                   refs: References | None = None) -> list[EnhancingFocus]:
+    """Compact enhancing components in white matter, away from FLAIR lesions and normal enhancement.
+
+    Rejected: components under ``focus_min_mm3`` or over ``focus_max_mm3`` (vascular trees, sinuses),
+    elongated ones (vessels), and, where ``t1``/``refs`` are given, those whose pre-contrast T1 is not
+    white-matter-like (cortex, sulcal veins, CSF spaces).
+    """
+    voxel_mm3 = float(np.prod(zooms))
+    cand = (sub_z >= rules.z_voxel) & brain & ~ndimage.binary_dilation(lesions, iterations=2) & ~normal
+    labels, _ = ndimage.label(cand, structure=np.ones((3, 3, 3), bool))
+    foci = []
+    for lid, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        own = labels[sl] == lid
+        vol = float(own.sum()) * voxel_mm3
+        if not rules.focus_min_mm3 <= vol <= rules.focus_max_mm3:
+            continue
+        if t1 is not None and refs is not None and refs.t1_nawm > refs.t1_csf:
+            ratio = (float(np.median(t1[sl][own])) - refs.t1_csf) / (refs.t1_nawm - refs.t1_csf)
+            if ratio < rules.focus_min_t1_ratio:
+                continue
+        coords = np.argwhere(own) + np.array([s.start for s in sl])
+        elong = _elongation(coords, zooms)
+        if elong > rules.vessel_elongation:
+            continue
+        centre = tuple(float(c) for c in coords.mean(axis=0))
+        foci.append(EnhancingFocus(centre, round(vol, 1), round(float(sub_z[sl][own].max()), 2),  # type: ignore[arg-type]
+                                   round(elong, 2)))
+    return foci
+
+
+def dissemination_in_time(evidence: list[LesionEvidence], assessed: bool) -> dict:
+    """McDonald 2017 single-visit DIT: enhancing and non-enhancing lesions at the same time."""
+    if not assessed:
+        return {"assessed": False, "met": None,
+                "statement": "single-visit dissemination in time not assessed (no post-contrast T1 given)"}
+    n_enh = sum(e.enhancing for e in evidence)
+    n_non = sum(not e.enhancing for e in evidence)
+    met = n_enh > 0 and n_non > 0
+    return {"assessed": True, "met": met, "enhancing_lesions": n_enh, "non_enhancing_lesions": n_non,
+            "statement": ("simultaneous enhancing and non-enhancing lesions: dissemination in time shown on this scan"
+                          if met else "no simultaneous enhancing and non-enhancing lesions on this scan")}

@@ -1,0 +1,92 @@
+"""Enhancement and black-hole calls on a phantom with known enhancing and non-enhancing structures."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mslesion import enhancement as enh
+
+SHAPE = (80, 80, 80)
+
+
+def _ball(centre, radius):
+    g = np.indices(SHAPE, dtype=np.float32)
+    return np.sqrt(sum((gi - c) ** 2 for gi, c in zip(g, centre))) <= radius
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    rng = np.random.default_rng(0)
+    brain = _ball((40, 40, 40), 34)
+    csf = _ball((40, 40, 40), 6)                     # a central "ventricle"
+    t1 = np.where(brain, 1.0, 0.0) + rng.normal(0, 0.05, SHAPE)
+    t1[csf] = -1.0
+    flair = rng.normal(0, 0.05, SHAPE)
+    flair[csf] = -1.5
+    lesion_enh = _ball((40, 22, 40), 4)              # enhancing lesion (nodular)
+    lesion_non = _ball((40, 58, 40), 4)              # non-enhancing lesion, T1 as dark as CSF: a black hole
+    for les in (lesion_enh, lesion_non):
+        flair[les] = 2.0
+    t1[lesion_non] = -1.0
+    t1[lesion_enh] = 0.9
+    post = 1.1 * t1 + 0.2 + rng.normal(0, 0.05, SHAPE)  # another gain and offset, same noise level
+    post[_ball((40, 22, 40), 2.5)] += 1.0               # enhancement inside lesion_enh
+    focus_centre = (22, 40, 40)
+    post[_ball(focus_centre, 2.5)] += 1.0               # enhancing focus in white matter, no FLAIR lesion
+    post[60:64, 22:24, 30:70] += 1.0                    # a 40 mm long, 2-4 mm thick "vessel"
+    post[_ball((40, 40, 74), 2.5)] += 1.0               # at the brain surface: dura / sinus
+    post[_ball((40, 40, 40), 2)] += 1.0                 # choroid plexus in the ventricle
+    lesions = lesion_enh | lesion_non
+    return dict(brain=brain, t1=t1.astype(np.float32), flair=flair.astype(np.float32), post=post.astype(np.float32),
+                lesions=lesions, focus=np.array(focus_centre, float))
+
+
+def _run(ph, rules=enh.EnhancementRules()):
+    from scipy import ndimage
+
+    refs = enh.reference_masks(ph["flair"], ph["t1"], ph["brain"], ph["lesions"])
+    sub = enh.subtraction_z(ph["t1"], ph["post"], ph["brain"] & ~ph["lesions"])
+    normal = enh.normal_enhancement(ph["brain"], refs.csf, (1.0, 1.0, 1.0), rules)
+    labels, n = ndimage.label(ph["lesions"])
+    ev = enh.assess_lesions(labels, n, sub, normal, ph["t1"], refs, 1.0, rules)
+    foci = enh.enhancing_foci(sub, ph["brain"], ph["lesions"], normal, (1.0, 1.0, 1.0), rules)
+    by_y = {int(np.argwhere(labels == e.lesion_id)[:, 1].mean()): e for e in ev}
+    return refs, sub, ev, foci, by_y
+
+
+def test_subtraction_matches_gain_and_offset(phantom):
+    refs, sub, *_ = _run(phantom)
+    # NAWM differs between the scans only by gain, offset and noise: after matching it is centred on 0, with a
+    # robust SD of at most 1 (the misregistration term can only widen the expected error, never narrow it)
+    z = sub[refs.nawm]
+    assert abs(float(np.median(z))) < 0.1
+    assert 0.4 < 1.4826 * float(np.median(np.abs(z - np.median(z)))) <= 1.05
+    # without the misregistration term, the robust SD is 1
+    plain = enh.subtraction_z(phantom["t1"], phantom["post"], phantom["brain"] & ~phantom["lesions"],
+                              misregistration_mm=0.0)[refs.nawm]
+    assert 0.9 < 1.4826 * float(np.median(np.abs(plain - np.median(plain)))) < 1.1
+
+
+def test_enhancing_and_non_enhancing_lesions_and_black_hole(phantom):
+    _, _, ev, _, by_y = _run(phantom)
+    assert by_y[22].enhancing and by_y[22].enhancing_mm3 >= 8
+    assert not by_y[58].enhancing
+    assert by_y[58].t1_hypointense is True and by_y[58].t1_ratio < 0.2
+    assert by_y[22].t1_hypointense is False and by_y[22].t1_ratio > 0.8
+    dit = enh.dissemination_in_time(ev, assessed=True)
+    assert dit["met"] is True and dit["enhancing_lesions"] == 1 and dit["non_enhancing_lesions"] == 1
+
+
+def test_focus_outside_lesions_found_but_vessel_surface_and_plexus_are_not(phantom):
+    _, _, _, foci, _ = _run(phantom)
+    assert len(foci) == 1
+    assert np.linalg.norm(np.array(foci[0].centroid_vox) - phantom["focus"]) < 1.5
+
+
+def test_no_enhancement_gives_dit_not_met_and_no_post_gives_not_assessed(phantom):
+    quiet = dict(phantom, post=1.1 * phantom["t1"] + 0.2)
+    _, _, ev, foci, _ = _run(quiet)
+    assert not any(e.enhancing for e in ev) and foci == []
+    assert enh.dissemination_in_time(ev, assessed=True)["met"] is False
+    missing = enh.dissemination_in_time([], assessed=False)
+    assert missing["met"] is None and "not assessed" in missing["statement"]
