@@ -16,6 +16,7 @@ import numpy as np
 
 from . import __version__
 from .atomic import output_group
+from .enhancement_stage import assess_subject as assess_enhancement
 from .errors import InputError, OutputError
 from .io import check_same_space, load_volume, save_volume
 from .memory import check_memory
@@ -29,7 +30,7 @@ from .volume import Volume
 
 log = logging.getLogger(__name__)
 
-CONTRASTS = ("flair", "t1", "t2")
+CONTRASTS = ("flair", "t1", "t2", "t1post")
 OUTPUT_FILES = ("lesions.nii.gz", "lesion_probability.nii.gz", "lesions.csv", "report.json")
 
 
@@ -75,6 +76,8 @@ def load_inputs(paths: dict[str, str | Path | None]) -> dict[str, Volume]:
         raise InputError(None, f"unknown contrast(s) {sorted(unknown)}; expected {list(CONTRASTS)}")
     if not paths.get("flair"):
         raise InputError(None, "a FLAIR image is required")
+    if paths.get("t1post") and not paths.get("t1"):
+        raise InputError(paths["t1post"], "a post-contrast T1 is compared with the pre-contrast T1: pass --t1 too")
     vols = {name: load_volume(p, role=name.upper()) for name, p in paths.items() if p}
     for name, vol in vols.items():
         if name != "flair":
@@ -152,10 +155,14 @@ class Analyzer:
         t0 = time.perf_counter()
         location = locate(labels, lesions, pre, opts.location)
         timings["location_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        enhancement = assess_enhancement(pre, labels, lesions)
+        timings["enhancement_s"] = time.perf_counter() - t0
         spine_results = analyze_spinal_inputs(spinal, out)
         timings["total_s"] = time.perf_counter() - t_start
         report = build_report(vols, seg, threshold, lesions, location, timings, opts)
         report["brain_mask"] = brain_mask_summary(pre.brain_mask)
+        report["enhancement"] = enhancement
         if spine_results:
             merge_spine(report, spine_results, opts.location)
         result = AnalysisResult(mask, prob, lesions, location, report, pre, out)
@@ -247,7 +254,9 @@ def write_outputs(result: AnalysisResult, out: Path) -> None:
 
 
 def analyze(flair: str | Path, t1: str | Path | None = None, t2: str | Path | None = None,
-            out_dir: str | Path | None = None, options: AnalyzeOptions | None = None) -> AnalysisResult:
+            out_dir: str | Path | None = None, options: AnalyzeOptions | None = None,
+            t1post: str | Path | None = None) -> AnalysisResult:
     """One-shot convenience: load the model, analyse one subject."""
-    contrasts = {"flair"} | ({"t1"} if t1 else set()) | ({"t2"} if t2 else set())
-    return Analyzer(options, contrasts=contrasts).run({"flair": flair, "t1": t1, "t2": t2}, out_dir)
+    inputs = {"flair": flair, "t1": t1, "t2": t2, "t1post": t1post}
+    contrasts = {k for k, v in inputs.items() if v}
+    return Analyzer(options, contrasts=contrasts).run(inputs, out_dir)

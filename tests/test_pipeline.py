@@ -89,3 +89,39 @@ def test_brain_extraction_device_follows_the_model_unless_set():
     assert AnalyzeOptions(device="cuda").preprocess_options().device == "cuda"
     assert AnalyzeOptions(device="cuda", preprocess=PreprocessOptions(device="cpu")).preprocess_options().device == "cpu"
     assert AnalyzeOptions().preprocess_options().device == "auto"
+
+
+def test_analyze_with_post_contrast_t1_reports_enhancement_and_dit(tmp_path):
+    """One phantom lesion enhances on the post-contrast T1, the other does not: single-visit DIT is met."""
+    ph = make_phantom(lesions=((32, 40, 24, 3.0), (20, 28, 24, 3.0)))
+    grid = np.indices(ph.t1.shape).astype(float)
+    zooms = ph.t1.zooms
+    mm = np.sqrt(sum(((grid[i] - c) * z) ** 2 for i, (c, z) in enumerate(zip((32, 40, 24), zooms))))
+    post = ph.t1.data * 1.05 + 0.02 * ph.t1.data.max() + np.where(mm <= 4.5, 0.5 * ph.t1.data.max(), 0.0)
+    paths = {"flair": save(ph.flair, tmp_path / "f.nii.gz"), "t1": save(ph.t1, tmp_path / "t1.nii.gz"),
+             "t1post": save(post.astype(np.float32), tmp_path / "t1post.nii.gz", ph.t1.affine)}
+    opts = AnalyzeOptions(model="baseline")
+    res = Analyzer(opts).run(paths, tmp_path / "out")
+    enh = res.report["enhancement"]
+    assert enh["enhancement_assessed"] is True
+    assert enh["enhancing_lesions"] == 1 and enh["non_enhancing_lesions"] >= 1
+    assert enh["dissemination_in_time"]["met"] is True
+    by_pos = {round(l.centroid_x): l.extra["enhancing"] for l in res.lesions}
+    assert sorted(by_pos.values()).count("yes") == 1
+    header = (tmp_path / "out" / "lesions.csv").read_text().splitlines()[0]
+    assert "enhancing" in header and "t1_hypointense" in header
+    # the same subject without the post-contrast scan: DIT from this scan is not assessed, never "no"
+    res2 = Analyzer(opts).run({"flair": paths["flair"], "t1": paths["t1"]})
+    dit = res2.report["enhancement"]["dissemination_in_time"]
+    assert dit["assessed"] is False and dit["met"] is None and "not assessed" in dit["statement"]
+
+
+def test_post_contrast_t1_without_pre_contrast_t1_is_refused(tmp_path, capsys):
+    ph = make_phantom()
+    f = save(ph.flair, tmp_path / "f.nii.gz")
+    post = save(ph.t1, tmp_path / "post.nii.gz")
+    assert main(["analyze", "--flair", str(f), "--t1post", str(post), "--out", str(tmp_path / "o"),
+                 "--model", "baseline"]) == 2
+    err = capsys.readouterr().err
+    assert "post.nii.gz" in err and "--t1" in err
+    assert not (tmp_path / "o").exists()

@@ -17,6 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flair", required=True, type=Path, help="FLAIR NIfTI file or DICOM series folder")
     p.add_argument("--t1", type=Path, help="optional T1 image")
     p.add_argument("--t2", type=Path, help="optional T2 image")
+    p.add_argument("--t1post", type=Path,
+                   help="optional post-gadolinium T1 (needs --t1, the pre-contrast T1): enhancing lesions and "
+                        "single-visit dissemination in time; without it, DIT from this scan is 'not assessed'")
     p.add_argument("--spine", type=Path, action="append", default=[], metavar="F",
                    help="spinal image of the same subject (repeatable); its cord lesions join the report and DIS")
     p.add_argument("--spine-contrast", choices=["t2", "t2s", "t1", "stir", "psir"], default="t2",
@@ -75,7 +78,7 @@ def memory_limit(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    inputs = {"flair": args.flair, "t1": args.t1, "t2": args.t2}
+    inputs = {"flair": args.flair, "t1": args.t1, "t2": args.t2, "t1post": args.t1post}
     contrasts = {k for k, v in inputs.items() if v}
     created = not args.out.exists()
     try:
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if result.report.get("spine"):
         summary["spinal_cord_lesions"] = result.report["regions"]["spinal_cord"]["count"]
     summary["dis_met"] = (result.report.get("mcdonald_dis") or {}).get("met")
+    summary["dit_single_visit_met"] = result.report["enhancement"]["dissemination_in_time"]["met"]
     summary["model"] = result.report["model"]["id"]
     summary["out"] = str(args.out)
     print(json.dumps(summary))

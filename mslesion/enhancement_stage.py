@@ -1,0 +1,87 @@
+"""The enhancement stage of one analysis: gadolinium enhancement, T1 black holes, single-visit DIT.
+
+Runs :mod:`mslesion.enhancement` on the preprocessed images (working grid) for the lesions found
+on the native FLAIR grid, and writes the per-lesion evidence into each :class:`~mslesion.lesions.Lesion`
+(``extra``: the ``lesions.csv`` columns) and a report section.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+import numpy as np
+
+from . import enhancement as enh
+from .lesions import Lesion
+from .preprocess import Preprocessed
+from .preprocess.resample import resample_like
+
+log = logging.getLogger(__name__)
+
+#: the lesions.csv columns this stage adds (empty where not assessed)
+LESION_COLUMNS = ("enhancing", "enhancing_mm3", "enhancement_z_p95", "t1_hypointense", "t1_ratio")
+
+
+def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
+                   rules: enh.EnhancementRules | None = None) -> dict:
+    """Enhancement (needs 't1' and 't1post' in ``pre.images``) and black holes (needs 't1').
+
+    ``labels`` are the lesion labels on the native FLAIR grid (ids as in ``lesions``). Returns the
+    report section; a lesion too small to survive the move to the 1 mm working grid is marked
+    not assessed (empty fields).
+    """
+    rules = rules or enh.EnhancementRules()
+    has_t1, has_post = "t1" in pre.images, "t1post" in pre.images
+    section: dict = {"rules": rules.as_dict(), "t1_hypointensity_assessed": has_t1,
+                     "enhancement_assessed": has_t1 and has_post}
+    for les in lesions:
+        les.extra.update({c: "" for c in LESION_COLUMNS})
+    if not has_t1:
+        reason = "no T1 given" if not has_post else "a post-contrast T1 needs the pre-contrast T1 (--t1) too"
+        section["dissemination_in_time"] = {**enh.dissemination_in_time([], assessed=False), "reason": reason}
+        return section
+    native_labels = pre.native.with_data(labels.astype(np.float32))
+    work = np.rint(resample_like(native_labels, pre.flair, order=0).data).astype(np.int32)
+    brain = pre.brain_mask.data > 0
+    flair, t1 = pre.images["flair"].data, pre.images["t1"].data
+    refs = enh.reference_masks(flair, t1, brain, work > 0)
+    zooms = tuple(float(z) for z in pre.flair.zooms)
+    sub = normal = None
+    if has_post:
+        sub = enh.subtraction_z(t1, pre.images["t1post"].data, brain & (work == 0), zooms=zooms)
+        normal = enh.normal_enhancement(brain, refs.csf, zooms, rules)
+    evidence = enh.assess_lesions(work, int(labels.max()), sub, normal, t1, refs, float(np.prod(zooms)), rules)
+    by_id = {e.lesion_id: e for e in evidence}
+    for les in lesions:
+        e = by_id.get(les.id)
+        if e is None:
+            continue
+        les.extra.update({"t1_hypointense": _yes_no(e.t1_hypointense), "t1_ratio": e.t1_ratio})
+        if has_post:
+            les.extra.update({"enhancing": _yes_no(e.enhancing), "enhancing_mm3": e.enhancing_mm3,
+                              "enhancement_z_p95": e.enhancement_z_p95})
+    assessed = [by_id[les.id] for les in lesions if les.id in by_id]
+    section["black_holes"] = sum(bool(e.t1_hypointense) for e in assessed)
+    section["reference_t1"] = {"nawm": round(refs.t1_nawm, 3), "csf": round(refs.t1_csf, 3)}
+    if has_post:
+        foci = enh.enhancing_foci(sub, brain, work > 0, normal, zooms, rules, t1, refs)
+        section["enhancing_lesions"] = sum(e.enhancing for e in assessed)
+        section["non_enhancing_lesions"] = sum(not e.enhancing for e in assessed)
+        section["enhancing_foci_outside_lesions"] = [_focus_row(f, pre) for f in foci]
+    section["dissemination_in_time"] = enh.dissemination_in_time(assessed, assessed=has_post)
+    if not has_post:
+        section["dissemination_in_time"]["reason"] = "no post-contrast T1 given (--t1post)"
+    log.info("enhancement: %s", {k: v for k, v in section.items() if k != "rules"})
+    return section
+
+
+def _yes_no(value: bool | None) -> str:
+    return "" if value is None else ("yes" if value else "no")
+
+
+def _focus_row(focus: enh.EnhancingFocus, pre: Preprocessed) -> dict:
+    """A focus with its centroid in world (RAS) millimetres."""
+    world = pre.flair.affine @ np.array([*focus.centroid_vox, 1.0])
+    row = asdict(focus)
+    row.pop("centroid_vox")
+    return {"centroid_mm": [round(float(c), 1) for c in world[:3]], **row}
