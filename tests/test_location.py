@@ -155,6 +155,39 @@ def test_atlas_files_small_and_labelled():
     assert at((-25, -10, 35)) == 4         # centrum semiovale
 
 
+def test_grey_matter_on_the_ventricle_wall_is_not_cortex():
+    """Issue 16, item 6: a periventricular lesion at MNI (-17, -8, 24) (caudate body) was named 'cerebral cortex'
+    because the atlas labelled the grey matter lining the lateral ventricles as cortex."""
+    from scipy import ndimage
+
+    from mslesion.location import atlas
+
+    labels, lab_aff, _, _ = load_atlas()
+    inv = np.linalg.inv(lab_aff)
+
+    def at(xyz):
+        return int(labels[tuple(np.rint(inv @ np.array([*xyz, 1.0]))[:3].astype(int))])
+
+    for side in (-1, 1):
+        for y in (-12, -8, -4, 0):
+            assert at((side * 17, y, 24)) == atlas.DEEP_GM, (side, y)   # caudate body
+    # no cortex on the wall of the lateral ventricles' bodies (above the temporal horns)
+    near = ndimage.distance_transform_edt(labels != atlas.VENTRICLE) <= 3.0
+    z = (np.arange(labels.shape[2]) * lab_aff[2, 2] + lab_aff[2, 3])[None, None, :]
+    assert not np.any(near & (labels == atlas.CORTEX) & (z > 0))
+    assert at((-40, -20, 50)) == atlas.CORTEX or at((-45, -20, 50)) == atlas.CORTEX  # the cortex is still there
+
+
+def test_structure_is_the_label_of_most_voxels_not_the_centroid():
+    from mslesion.location import atlas
+    from mslesion.location.regions import structure_name
+
+    # a crescent: most voxels in white matter, the centroid's voxel in deep grey matter
+    vals = np.array([atlas.WM] * 6 + [atlas.DEEP_GM] * 3 + [atlas.CSF] * 5)
+    assert structure_name(vals, -17.0) == "left cerebral white matter"
+    assert structure_name(np.array([atlas.CSF, atlas.CSF]), 5.0) == "CSF"
+
+
 def test_sitk_conversion_keeps_world_coordinates():
     aff = np.array([[-0.8, 0.05, 0.1, 90.0], [0.02, 0.9, -0.3, -120.0], [0.01, 0.1, 4.0, -60.0], [0, 0, 0, 1.0]])
     data = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)
