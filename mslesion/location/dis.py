@@ -20,7 +20,8 @@ def lesion_size_rule(min_long_axis_mm: float) -> str:
     """How a lesion's size is judged for DIS (recorded in report.json)."""
     return (f"a brain lesion counts for DIS when its long axis measured in the axial plane (world x-y, the "
             f"column long_axis_axial_mm of lesions.csv) is >= {min_long_axis_mm:g} mm (McDonald convention); "
-            f"the slice thickness does not count, so a single thick-slice voxel never qualifies. Spinal cord "
+            f"with axial slices the slice thickness does not count, so a single 1 x 1 x 3 mm voxel does not "
+            f"qualify (a tilted voxel counts by its shadow on the axial plane). Spinal cord "
             f"lesions are judged by the spinal analysis. Lesions below the analysis' min_lesion_mm3 "
             f"(report settings) are removed before")
 

@@ -81,8 +81,9 @@ def axial_long_axis_mm(voxels: np.ndarray, affine: np.ndarray) -> float:
     """Long axis in the axial plane (world/RAS x-y), the size measure of the McDonald criteria.
 
     The voxel centres are projected onto the x-y plane; the result is the farthest pair plus the
-    voxel's in-plane footprint along that line.  Unlike :func:`long_axis_mm` the slice thickness
-    never counts: one 1 x 1 x 3 mm voxel measures 1 mm, however thick the slices.
+    voxel's in-plane footprint along that line.  Unlike :func:`long_axis_mm` the thickness of axial
+    slices does not count: one 1 x 1 x 3 mm voxel measures 1 mm.  On an oblique or sagittal grid a
+    voxel counts by its footprint on the axial plane.
     """
     inplane = np.asarray(affine, dtype=float)[:2, :3]  # in-plane part of each voxel axis
     pts = np.unique(np.round(np.asarray(voxels, dtype=float) @ inplane.T, 4), axis=0)
