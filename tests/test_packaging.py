@@ -27,11 +27,20 @@ def _model_files() -> set[str]:
 
 
 def _build(kind: str, dest: Path) -> Path:
+    """Build a wheel or sdist of the checkout into ``dest``; leave no build/ or egg-info behind."""
+    import shutil
 
+    leftovers = [ROOT / "build", ROOT / "mslesion.egg-info"]
+    existed = [p.exists() for p in leftovers]
     code = (f"import sys; from setuptools import build_meta as b; "
             f"print(b.build_{kind}(sys.argv[1]))")
-    done = subprocess.run([sys.executable, "-c", code, str(dest)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    try:
+        done = subprocess.run([sys.executable, "-c", code, str(dest)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+    finally:
+        for path, was in zip(leftovers, existed):
+            if not was:
+                shutil.rmtree(path, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-2000:]
     return dest / done.stdout.strip().splitlines()[-1]
 
