@@ -34,6 +34,9 @@ class CohortScores:
         out: dict = {"subjects": len(self.rows), "failed": len(self.failures)}
         if not self.rows:
             return out
+        # say it when masks were changed before scoring (see metrics.evaluate)
+        out["pred_resampled"] = sum(bool(r.get("pred_resampled")) for r in self.rows)
+        out["thresholded"] = sum(bool(r.get("thresholded")) for r in self.rows)
         for key in ("dice", "lesion_sensitivity", "lesion_precision", "lesion_f1", "abs_volume_diff_ml"):
             values = np.array([r[key] for r in self.rows], dtype=float)
             out[f"mean_{key}"] = round(float(values.mean()), 4)
@@ -92,14 +95,16 @@ def read_pairs(csv_path: Path) -> list[dict[str, Path | str]]:
     return pairs
 
 
-def evaluate_pairs(pairs: list[dict], connectivity: int = 26, min_lesion_mm3: float = 0.0) -> CohortScores:
-    """Score every pair; a pair with a bad file is recorded in ``failures`` and skipped."""
+def evaluate_pairs(pairs: list[dict], connectivity: int = 26, min_lesion_mm3: float = 0.0,
+                   threshold: float | None = None) -> CohortScores:
+    """Score every pair; a pair with a bad file (or a non-binary mask without ``threshold``) is
+    recorded in ``failures`` and skipped."""
     result = CohortScores()
     for pair in pairs:
         base = {"subject": pair["subject"], "pred": str(pair["pred"]), "ref": str(pair["ref"])}
         try:
             scores = evaluate(load_mask(pair["pred"], "prediction"), load_mask(pair["ref"], "reference"),
-                              connectivity=connectivity, min_lesion_mm3=min_lesion_mm3)
+                              connectivity=connectivity, min_lesion_mm3=min_lesion_mm3, threshold=threshold)
         except InputError as exc:
             log.warning("%s: %s", pair["subject"], exc)
             result.failures.append({**base, "error": str(exc)})

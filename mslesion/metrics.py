@@ -3,11 +3,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+import logging
+
 import numpy as np
 
+from .errors import InputError
 from .lesions import label_components, remove_small
 from .preprocess.resample import resample_like
 from .volume import Volume
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,6 +38,11 @@ class Scores:
     ref_lesions_gt100: int = 0
     detected_gt100: int = 0
     sensitivity_gt100: float | None = None
+    #: the prediction was resampled (nearest neighbour) onto the reference's grid to be scored
+    pred_resampled: bool = False
+    #: which masks were not binary and were thresholded at ``threshold`` ("", "pred", "ref" or "pred+ref")
+    thresholded: str = ""
+    threshold: float | None = None
 
     def as_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -126,16 +136,56 @@ def reliability(prob: np.ndarray, ref: np.ndarray, bins: int = 10) -> tuple[list
     return rows, float(ece)
 
 
-def evaluate(pred: Volume, ref: Volume, connectivity: int = 26, min_lesion_mm3: float = 0.0) -> Scores:
+def is_binary(data: np.ndarray) -> bool:
+    """Whether ``data`` holds at most one nonzero value (0 = background, that value = lesion)."""
+    nonzero = data[data != 0]
+    return nonzero.size == 0 or bool((nonzero == nonzero.flat[0]).all())
+
+
+def binary_mask(vol: Volume, threshold: float | None = None, role: str = "mask") -> tuple[np.ndarray, bool]:
+    """(lesion voxels, whether ``threshold`` was applied) of a mask volume.
+
+    A binary mask (background 0 and one other value) is used as it is.  Any other volume, a
+    probability map or a map of several labels, needs ``threshold`` (voxels >= it are lesion):
+    scoring "every voxel above 0" of a probability map would count the whole brain as lesion.
+    """
+    if is_binary(vol.data):
+        return vol.data != 0, False
+    if threshold is None:
+        nonzero = vol.data[vol.data != 0]
+        raise InputError(vol.path, f"{role} is not a binary mask: it holds {np.unique(nonzero).size} different "
+                                   f"nonzero values from {float(nonzero.min()):g} to {float(nonzero.max()):g} (a "
+                                   "probability or label map?); pass --threshold T to count voxels >= T as lesion, "
+                                   "e.g. --threshold 0.5 for a lesion_probability map")
+    return vol.data >= threshold, True
+
+
+def evaluate(pred: Volume, ref: Volume, connectivity: int = 26, min_lesion_mm3: float = 0.0,
+             threshold: float | None = None) -> Scores:
     """Score ``pred`` against ``ref``; ``pred`` is resampled onto ``ref``'s grid by world coordinates.
 
+    Both must be binary masks unless ``threshold`` is given, which then turns a non-binary one
+    (e.g. a probability map) into a mask of the voxels >= ``threshold`` (see :func:`binary_mask`).
     ``min_lesion_mm3`` > 0 drops smaller connected lesions from both masks first (a common
-    convention, e.g. 3 mm^3, so that specks do not count as lesions).
+    convention, e.g. 3 mm^3, so that specks do not count as lesions).  The scores say whether
+    the prediction was resampled and which masks were thresholded.
     """
-    if not pred.same_grid(ref):
-        pred = resample_like(pred.with_data((pred.data > 0).astype(np.float32)), ref, order=0)
-    p, r = pred.data > 0, ref.data > 0
+    p, p_thr = binary_mask(pred, threshold, "prediction")
+    r, r_thr = binary_mask(ref, threshold, "reference")
+    resampled = not pred.same_grid(ref)
+    if resampled:
+        log.warning("%s: prediction resampled (nearest neighbour) from a %s grid of %s mm onto the reference's "
+                    "%s grid of %s mm", pred.path, pred.shape, _mm(pred), ref.shape, _mm(ref))
+        p = resample_like(pred.with_data(p.astype(np.float32)), ref, order=0).data > 0
     if min_lesion_mm3 > 0:
         min_vox = int(np.ceil(min_lesion_mm3 / (ref.voxel_volume_ml * 1000.0) - 1e-9))
         p, r = remove_small(p, min_vox, connectivity), remove_small(r, min_vox, connectivity)
-    return score_arrays(p, r, ref.voxel_volume_ml, connectivity)
+    scores = score_arrays(p, r, ref.voxel_volume_ml, connectivity)
+    scores.pred_resampled = resampled
+    scores.thresholded = "+".join(n for n, done in (("pred", p_thr), ("ref", r_thr)) if done)
+    scores.threshold = threshold if (p_thr or r_thr) else None
+    return scores
+
+
+def _mm(vol: Volume) -> str:
+    return "x".join(f"{z:g}" for z in np.round(vol.zooms, 3))

@@ -50,10 +50,17 @@ class AnalyzeOptions:
     location: LocationOptions = field(default_factory=LocationOptions)
     #: refuse inputs whose estimated peak memory exceeds this (bytes); None: most of the free RAM; 0: no check.
     max_memory: int | None = None
+    #: refuse a FLAIR whose brain mask is not that of a brain (e.g. a spine volume), as the CLI does;
+    #: applies when the skull is stripped (``preprocess.skull_strip``)
+    check_brain: bool = True
 
     def preprocess_options(self) -> PreprocessOptions:
-        """The preprocessing settings; the brain-extraction network runs on the model's device unless set."""
-        return replace(self.preprocess, device=self.preprocess.device or self.device)
+        """The preprocessing settings; the brain-extraction network runs on the model's device unless set.
+
+        With :attr:`check_brain` (the default) a skull-stripped FLAIR must hold a brain-sized brain.
+        """
+        check = self.preprocess.check_brain or (self.check_brain and self.preprocess.skull_strip)
+        return replace(self.preprocess, device=self.preprocess.device or self.device, check_brain=check)
 
 
 @dataclass
@@ -61,7 +68,8 @@ class AnalysisResult:
     """What one analysis produced (also written to ``out_dir``)."""
 
     lesion_mask: Volume
-    probability: Volume
+    #: None where there is no probability (``mslesion report`` on a given mask): none is written
+    probability: Volume | None
     lesions: list[Lesion]
     location: LocationResult
     report: dict
@@ -86,8 +94,14 @@ def load_inputs(paths: dict[str, str | Path | None]) -> dict[str, Volume]:
 
 
 def prepare_out_dir(out_dir: str | Path) -> Path:
-    """Create the output folder and prove it is writable."""
+    """Create the output folder and prove it is writable; an existing file in its place is refused."""
     out = Path(out_dir)
+    for place in (out, *out.parents):
+        if place.exists() or place.is_symlink():
+            if not place.is_dir():
+                where = "" if place == out else f" (in the output path {out})"
+                raise OutputError(place, f"is a file, not a folder{where}; give a folder for the outputs")
+            break
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".mslesion-write-test"
@@ -240,14 +254,15 @@ def build_report(vols: dict[str, Volume], seg: Segmenter, threshold: float, lesi
 
 
 def write_outputs(result: AnalysisResult, out: Path) -> None:
-    """Write the four outputs atomically; report.json last, so it marks completion.
+    """Write the outputs atomically (no probability map where there is none); report.json last, so it marks completion.
 
     Inside :func:`~mslesion.atomic.output_group` a previous run's outputs are
     removed first and the new ones appear together, so runs never mix.
     """
     with output_group(out, ("report.json", *OUTPUT_FILES, "report.html")):
         save_volume(result.lesion_mask, out / "lesions.nii.gz", dtype=np.uint8)
-        save_volume(result.probability, out / "lesion_probability.nii.gz", dtype=np.float32)
+        if result.probability is not None:
+            save_volume(result.probability, out / "lesion_probability.nii.gz", dtype=np.float32)
         write_lesions_csv(out / "lesions.csv", result.lesions)
         write_subject_qc(result, out)  # report.html + qc/*.png, before report.json
         write_report(out / "report.json", result.report)

@@ -9,7 +9,8 @@ downloaded: the inputs are files inside the installed nilearn package.
 Method (all in MNI space, 1 mm): brain = T1 > 20% of max; tissue = argmax of
 (GM, WM, CSF = 1 - GM - WM) probabilities; lateral ventricles = CSF connected
 to seeds in the ventricle bodies (inside the eroded brain); deep grey matter =
-GM inside ellipsoids around thalamus, caudate and lentiform nuclei; the
+GM inside ellipsoids around thalamus, caudate and lentiform nuclei, and GM within
+5 mm of the lateral ventricles above z = 0 (caudate body and tail); the
 infratentorial compartment = the connected part of the tissue mask, below a
 cut through the midbrain-diencephalon junction, that holds the pons and the
 cerebellar hemispheres; the rest of GM is cerebral cortex.
@@ -33,6 +34,8 @@ from scipy import ndimage
 
 LABELS = {0: "outside", 1: "csf", 2: "lateral_ventricle", 3: "cortex", 4: "cerebral_white_matter",
           5: "deep_grey_matter", 6: "brainstem", 7: "cerebellum"}
+#: grey matter this close (mm) to a lateral ventricle, above z = 0, is deep grey matter (not cortex)
+PERIVENTRICULAR_GM_MM = 5.0
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "mslesion" / "data"
 
@@ -128,6 +131,10 @@ def build() -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
         deep |= ellipsoid(xyz, (s * 11.0, -18.0, 7.0), (9.0, 13.0, 9.0))    # thalamus
         deep |= ellipsoid(xyz, (s * 13.0, 12.0, 10.0), (7.0, 12.0, 10.0))   # caudate head/body
         deep |= ellipsoid(xyz, (s * 22.0, 2.0, 1.0), (8.0, 14.0, 9.0))      # putamen + pallidum
+    # grey matter lining the lateral ventricles above the temporal horns (caudate body and tail, septal
+    # nuclei, the thalamus' upper surface) is deep grey matter: the ellipsoids miss the caudate body, and
+    # a lesion on the ventricle wall was named "cerebral cortex" (issue 16)
+    deep |= (ndimage.distance_transform_edt(~vent) <= PERIVENTRICULAR_GM_MM) & (xyz[2] > 0)
     lab[brain & (tissue == 2)] = 4
     lab[brain & (tissue == 1)] = 3
     lab[brain & (tissue == 1) & deep] = 5

@@ -181,7 +181,10 @@ def test_manifest_and_escaping_subject(tmp_path: Path) -> None:
 
 def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bids = tmp_path / "bids"
-    add_subject(bids, "01", seed=1, t1=False)
+    good = bids / "sub-01" / "anat"
+    good.mkdir(parents=True)
+    # a brain-sized phantom: the batch checks that each FLAIR holds a brain, as `analyze` does
+    save(make_phantom(seed=1).flair, good / "sub-01_FLAIR.nii.gz")
     bad = bids / "sub-02" / "anat"
     bad.mkdir(parents=True)
     (bad / "sub-02_FLAIR.nii.gz").write_bytes(b"\x1f\x8b\x08\x00 truncated")

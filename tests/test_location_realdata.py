@@ -34,6 +34,18 @@ def test_sites_on_one_mni_space_scan(shared_data):
     assert accuracy >= 0.95, [r for r in rows if r[1] != r[2]]
 
 
+def test_lesions_on_the_ventricle_wall_are_not_named_cortex(shared_data):
+    """Issue 16, item 6: the structure column agrees with the region for periventricular lesions (the atlas
+    labelled the grey matter on the ventricle wall, e.g. the caudate body, as cerebral cortex)."""
+    flair = load_volume(shared_data / "brain_ms" / "ljubljana/patient26" / "flair.nii.gz", role="FLAIR")
+    burnt, labels, kinds = place_lesions(flair, SHARED_DATA_SITES["ljubljana/patient26"], seed=0)
+    lesions = lesion_list(labels)
+    locate(labels.data, lesions, preprocess({"flair": burnt}), LocationOptions())
+    wall = [(les.region, les.extra["structure"]) for k, les in zip(kinds, lesions) if k == "ventricle"]
+    assert len(wall) >= 4
+    assert not [w for w in wall if "cortex" in w[1]], wall
+
+
 @pytest.mark.slow
 def test_sites_on_all_shared_scans(shared_data):
     rows = []

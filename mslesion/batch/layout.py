@@ -73,6 +73,22 @@ def write_dataset_description(deriv: Path, source: Path) -> Path:
     return write_json(Path(deriv) / "dataset_description.json", desc)
 
 
+def dataset_name(source: Path) -> str:
+    """The source dataset's name: ``Name`` of its BIDS ``dataset_description.json``, else the folder's
+    (or the CSV manifest's) name."""
+    source = Path(source)
+    desc = source / "dataset_description.json"
+    if source.is_dir() and desc.is_file():
+        try:
+            name = json.loads(desc.read_text(encoding="utf-8")).get("Name")
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("%s cannot be read (%s); the dataset is named after its folder", desc, exc)
+            name = None
+        if isinstance(name, str) and name.strip():
+            return name.strip()
+    return source.resolve().name if source.is_dir() else source.name
+
+
 def clean_leftovers(deriv: Path) -> int:
     """Remove what a killed run left: staging folders and temp files. Returns how many were removed."""
     deriv = Path(deriv)

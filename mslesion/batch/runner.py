@@ -18,7 +18,8 @@ from typing import Iterator
 from ..errors import ModelError, OutputError
 from ..pipeline import AnalyzeOptions, Analyzer, prepare_out_dir
 from .inputs import Job, discover
-from .layout import WORK_DIR, clean_leftovers, completion_problem, read_report, report_path, write_dataset_description
+from .layout import (WORK_DIR, clean_leftovers, completion_problem, dataset_name, read_report, report_path,
+                     write_dataset_description)
 from ..atomic import write_text
 from .tables import cohort_row, table_text, write_cohort, write_failures
 from .worker import process_job, set_threads, settings_of, worker_analyzer
@@ -95,7 +96,7 @@ def run_batch(source: str | Path, deriv: str | Path, options: AnalyzeOptions | N
             write_text(deriv / "longitudinal.csv", table_text(extra["longitudinal"], COLUMNS))
         write_cohort(deriv / "cohort.csv", rows)
         write_failures(deriv / "failures.csv", failures)
-        _batch_index(deriv, rows, failures)
+        _batch_index(deriv, rows, failures, dataset_name(Path(source)))
         shutil.rmtree(deriv / WORK_DIR, ignore_errors=True)  # only empty staging folders are left by now
     done = sum(o["status"] == "done" for o in outcomes)
     return BatchResult(deriv, rows, failures, done, skipped, time.perf_counter() - t_start, outcomes, extra)
@@ -220,14 +221,14 @@ def _progress(total: int, quiet: bool, initial: int = 0):
                 file=sys.stderr, dynamic_ncols=True, smoothing=0.2)
 
 
-def _batch_index(deriv: Path, rows: list[dict], failures: list[dict]) -> None:
+def _batch_index(deriv: Path, rows: list[dict], failures: list[dict], title: str) -> None:
     try:
         from ..qc import write_batch_index
     except ImportError:
         log.info("mslesion.qc.write_batch_index not available: no index.html")
         return
     try:
-        write_batch_index(deriv, rows, failures)
+        write_batch_index(deriv, rows, failures, title)
     except Exception as exc:  # the tables are written; a broken overview page must not fail the batch
         log.warning("could not write %s/index.html: %s", deriv, exc)
 

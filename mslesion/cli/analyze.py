@@ -43,6 +43,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="flip test-time augmentation (auto: on for GPUs, off for CPUs, as validated in the model card)")
     p.add_argument("--fp32", action="store_true",
                    help="full fp32 inference (default: bf16/fp16 on GPUs and on CPUs with native bf16)")
+    p.add_argument("--min-lesion-mm3", type=non_negative, default=AnalyzeOptions.min_lesion_mm3, metavar="MM3",
+                   help="drop lesions smaller than this volume in mm^3 (default %(default)g; recorded in "
+                        "report.json); dissemination in space also needs an in-plane long axis >= 3 mm")
     p.add_argument("--brain-extraction", choices=list(BRAIN_METHODS), default="deepbet",
                    help="deepbet: pretrained network shipped in the deepbet package (default); "
                         "template: MNI template fit (the masks the v1 models were trained with)")
@@ -53,7 +56,19 @@ def options_from_args(args: argparse.Namespace) -> AnalyzeOptions:
                             brain_extraction=args.brain_extraction)
     tta = {"auto": None, "on": True, "off": False}[args.tta]
     return AnalyzeOptions(model=args.model, device=args.device, tta=tta, fp32=args.fp32, threshold=args.threshold,
-                          preprocess=pre, max_memory=getattr(args, "max_memory", None))
+                          min_lesion_mm3=args.min_lesion_mm3, preprocess=pre,
+                          max_memory=getattr(args, "max_memory", None))
+
+
+def non_negative(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not 0.0 <= value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
 
 
 def probability(text: str) -> float:
@@ -83,7 +98,6 @@ def run(args: argparse.Namespace) -> int:
     created = not args.out.exists()
     try:
         options = options_from_args(args)
-        options.preprocess.check_brain = True  # refuse a FLAIR that is not a brain (e.g. a spine volume)
         spine = [(path, args.spine_contrast) for path in args.spine]
         result = Analyzer(options, contrasts=contrasts).run(inputs, args.out, spine=spine)
     except BaseException:

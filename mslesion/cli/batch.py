@@ -13,10 +13,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "batch", help="analyse every subject/session of a BIDS dataset or CSV manifest",
         description="Analyse every subject/session of a BIDS dataset (sub-*/[ses-*/]anat/*_FLAIR.nii.gz, optional "
-                    "_T1w/_T2w) or a CSV manifest (columns subject,[session],flair,[t1],[t2]) into a BIDS-derivatives "
-                    "folder with a cohort table and a failures table. Resumable: a rerun skips complete subjects. "
-                    "Exit code 1 if any subject failed.")
-    p.add_argument("input", type=Path, help="BIDS dataset folder or CSV manifest")
+                    "_T1w/_T2w) or a CSV manifest (columns subject,[session],flair,[t1],[t2],[spine]; relative "
+                    "paths in the CSV are read from the CSV's own folder, not from the current folder) into a "
+                    "BIDS-derivatives folder with a cohort table, a failures table and index.html (titled with "
+                    "the Name in the dataset's dataset_description.json). Resumable: a rerun skips complete "
+                    "subjects. Exit code 1 if any subject failed.")
+    p.add_argument("input", type=Path,
+                   help="BIDS dataset folder or CSV manifest (relative paths inside it: from the CSV's folder)")
     p.add_argument("--out", required=True, type=Path, help="derivatives folder (e.g. BIDS/derivatives/mslesion)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes, each loading the model once")
     p.add_argument("--scheduler", help="run on a Dask distributed cluster, e.g. tcp://host:8786 (outputs must be "

@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
                 continue
             check = {True: "sha256 ok", False: "SHA256 MISMATCH"}.get(r.get("sha256_ok"), "sha256 not checked")
             trained = ", ".join(f"{k} {v}" for k, v in r["trained"].items())
-            print(f"  {r['id']}: contrasts {'+'.join(r['channels'])} (needs {'+'.join(r['required'])}), "
-                  f"{'auto-selected' if r['auto_select'] else 'only by --model'}, {r['weights_mb']} MB, {check}"
+            print(f"  {r['id']}: {contrast_words(r['channels'], r['required'])}; {selection_words(r)}; "
+                  f"{r['weights_mb']} MB, {check}"
                   + (f"; trained: {trained}" if trained else "") + (f"; card: {r['card']}" if r["card"] else ""))
         if not rows:
             print("  (none)")
@@ -48,3 +48,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"brain extraction (default): deepbet: {state}")
     bad = [r for r in [*rows, brain] if "error" in r or r.get("sha256_ok") is False or r.get("present") is False]
     return 1 if bad else 0
+
+
+def _names(contrasts: list[str]) -> str:
+    """['flair', 't1', 't2'] -> 'FLAIR, T1 and T2'."""
+    names = [c.upper() for c in contrasts]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def contrast_words(channels: list[str], required: list[str]) -> str:
+    """What a model needs, in words: 'needs FLAIR and T1; uses T2 too when given'."""
+    optional = [c for c in channels if c not in required]
+    return f"needs {_names([c for c in channels if c in required])}" + (
+        f"; also uses {_names(optional)} when given, works without" if optional else "")
+
+
+def selection_words(row: dict) -> str:
+    """When the model runs: picked by --model auto (and for which inputs), or only when named."""
+    from ..model import DEFAULT_FLAIR_MODEL, DEFAULT_MULTI_MODEL
+
+    if row["auto_select"] and row["id"] == DEFAULT_FLAIR_MODEL:
+        return "the default (--model auto)"
+    if row["auto_select"] and row["id"] == DEFAULT_MULTI_MODEL:
+        return "the default (--model auto) when a T1 is given"
+    return f"runs only when named: --model {row['id']}"

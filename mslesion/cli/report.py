@@ -13,11 +13,15 @@ from ..pipeline import AnalyzeOptions
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="location report (McDonald regions, DIS) for an existing lesion mask",
                        description="Locate the lesions of a given mask (e.g. an expert segmentation) and write "
-                                   "lesions.csv, report.json and QC images. DIS is an MRI research measure, "
-                                   "not a diagnosis.")
+                                   "lesions.nii.gz, lesions.csv, report.json and QC images (no probability map: "
+                                   "a mask has none). A mask on another grid than the FLAIR is resampled onto the "
+                                   "FLAIR's grid (nearest neighbour), which can merge or drop small lesions: "
+                                   "report.json says so under lesion_mask_input.resampled, with the lesion count on "
+                                   "the mask's own grid. DIS is an MRI research measure, not a diagnosis.")
     p.add_argument("--flair", required=True, type=Path, help="FLAIR NIfTI file or DICOM series folder")
     p.add_argument("--t1", type=Path, help="optional T1 image (same subject and session)")
-    p.add_argument("--lesions", required=True, type=Path, help="lesion mask (NIfTI, same space as the FLAIR)")
+    p.add_argument("--lesions", required=True, type=Path,
+                   help="lesion mask (NIfTI, same place in world space as the FLAIR; best on the FLAIR's own grid)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--mask-threshold", type=_fraction, default=0.5, help="mask values >= this are lesion (default 0.5)")
     p.add_argument("--min-lesion-mm3", type=_non_negative, default=0.0,
@@ -53,5 +57,7 @@ def run(args: argparse.Namespace) -> int:
     rep = result.report
     print(json.dumps({"lesion_count": rep["lesion_count"], "total_volume_ml": rep["total_volume_ml"],
                       "regions": {k: v["count"] for k, v in rep["regions"].items()},
-                      "dis_met": (rep["mcdonald_dis"] or {}).get("met"), "out": str(args.out)}))
+                      "dis_met": (rep["mcdonald_dis"] or {}).get("met"),
+                      "lesion_mask_resampled": rep["lesion_mask_input"]["resampled"] is not None,
+                      "out": str(args.out)}))
     return 0

@@ -1,34 +1,52 @@
-"""`mslesion train`: train a lesion U-Net on cases prepared by scripts/prepare_training_data.py."""
+"""`mslesion train`: train a lesion U-Net on prepared (preprocessed, cropped) cases."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
+#: the training-data layout, told in `mslesion train -h`
+DATA_FORMAT = ("--data is a folder with cases.json ({\"channels\": [\"flair\", \"t1\", \"t2\"], \"cases\": "
+               "[{\"case\": ID, \"subject\": SUBJECT, \"contrasts\": [...]}, ...]}) and one ID.npz per case "
+               "holding image (3 x D x H x W float: flair, t1, t2 preprocessed as mslesion analyze does, zeros "
+               "where absent), present (3 flags), labels (raters x D x H x W, 0/1) and brain (D x H x W, 0/1). "
+               "The mslesion source repository builds such a folder from labelled scans "
+               "(prepare_training_data.py there); it is not part of the installed package.")
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a lesion segmentation U-Net (see scripts/train.py)",
-                       description="Train a lesion U-Net on npz cases made by scripts/prepare_training_data.py; "
-                                   "optionally package it as a model folder.")
+    p = sub.add_parser("train", help="train a lesion segmentation U-Net on prepared cases",
+                       description="Train a lesion U-Net on prepared cases and optionally package it as a model "
+                                   "folder (model.json, weights.pt) for --model. " + DATA_FORMAT)
     add_training_arguments(p)
-    p.add_argument("--package-as", type=Path, help="also write a model folder here (id = folder name)")
+    p.add_argument("--package-as", type=Path, metavar="FOLDER",
+                   help="when training completes, also write a model folder here (model id = the folder's name); "
+                        "use it with mslesion analyze --model FOLDER")
     p.set_defaults(func=run)
 
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
-    """The training options shared by `mslesion train` and scripts/train.py."""
-    p.add_argument("--data", required=True, type=Path, help="folder with cases.json and <case>.npz")
-    p.add_argument("--out", required=True, type=Path, help="run folder (weights.pt, train_log.jsonl, summary)")
-    p.add_argument("--channels", default="flair", help="comma list from flair,t1,t2, flair first")
-    p.add_argument("--holdout", default="", help="comma list of subjects to leave out and predict")
-    p.add_argument("--iterations", type=int, default=3000)
-    p.add_argument("--max-seconds", type=float, default=1e9, help="time box (the LR schedule follows it)")
-    p.add_argument("--patch", type=int, nargs=3, default=(112, 112, 112))
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    """The training options shared by `mslesion train` and the repository's training script."""
+    p.add_argument("--data", required=True, type=Path, help="folder with cases.json and <case>.npz (see above)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="run folder: weights.pt, train_log.jsonl, train_summary.json and a checkpoint to resume from")
+    p.add_argument("--channels", default="flair",
+                   help="input contrasts, a comma list from flair,t1,t2 with flair first (default: flair)")
+    p.add_argument("--holdout", default="",
+                   help="comma list of subjects (or case ids) to leave out of training and predict at the end "
+                        "(default: none)")
+    p.add_argument("--iterations", type=int, default=3000, help="training steps (default: %(default)s)")
+    p.add_argument("--max-seconds", type=float, default=1e9,
+                   help="time box in seconds; the learning-rate schedule follows it (default: no limit)")
+    p.add_argument("--patch", type=int, nargs=3, default=(112, 112, 112), metavar=("D", "H", "W"),
+                   help="training patch size in voxels of the 1 mm working grid (default: 112 112 112)")
+    p.add_argument("--batch", type=int, default=2, help="patches per step (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                   help="where to train (auto: cuda, then mps, then cpu)")
     p.add_argument("--session-seconds", type=float, default=1e9,
-                   help="end this call after this long with a checkpoint; the same command resumes")
+                   help="end this call after this long with a checkpoint; the same command resumes "
+                        "(default: no limit)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if not channels or channels[0] != "flair" or not set(channels) <= {"flair", "t1", "t2"}:
         raise InputError(None, f"--channels must be flair[,t1][,t2], got {args.channels!r}")
     if not (args.data / "cases.json").is_file():
-        raise InputError(args.data, "no cases.json here (run scripts/prepare_training_data.py first)")
+        raise InputError(args.data, "no cases.json here: --data must be a folder of prepared cases "
+                                    "(see mslesion train -h)")
     cfg = TrainConfig(data_dir=str(args.data), out_dir=str(args.out), channels=channels,
                       holdout=tuple(h for h in args.holdout.split(",") if h), iterations=args.iterations,
                       max_seconds=args.max_seconds, patch=tuple(args.patch), batch=args.batch, seed=args.seed,

@@ -16,6 +16,16 @@ DISCLAIMER = ("Automated MRI research measure from lesion locations; not a diagn
               "apply to patients with a typical clinical syndrome and need clinical assessment.")
 
 
+def lesion_size_rule(min_long_axis_mm: float) -> str:
+    """How a lesion's size is judged for DIS (recorded in report.json)."""
+    return (f"a brain lesion counts for DIS when its long axis measured in the axial plane (world x-y, the "
+            f"column long_axis_axial_mm of lesions.csv) is >= {min_long_axis_mm:g} mm (McDonald convention); "
+            f"with axial slices the slice thickness does not count, so a single 1 x 1 x 3 mm voxel does not "
+            f"qualify (a tilted voxel counts by its shadow on the axial plane). Spinal cord "
+            f"lesions are judged by the spinal analysis. Lesions below the analysis' min_lesion_mm3 "
+            f"(report settings) are removed before")
+
+
 def dis_verdict(area_lesion_counts: dict[str, int], options: Any = None) -> dict:
     """DIS is met when at least ``min_areas`` (default 2) McDonald areas hold >= 1 qualifying lesion.
 
@@ -33,7 +43,7 @@ def dis_verdict(area_lesion_counts: dict[str, int], options: Any = None) -> dict
     involved = [a for a in MCDONALD_AREAS if counts[a] > 0]
     rule = (f"McDonald 2017 dissemination in space (MRI): >= 1 T2-hyperintense lesion in >= {min_areas} of the "
             f"{len(MCDONALD_AREAS)} areas periventricular, cortical/juxtacortical, infratentorial, spinal cord; "
-            f"only lesions with long axis >= {min_long:g} mm count")
+            f"only lesions with an in-plane (axial) long axis >= {min_long:g} mm count")
     if pv_mm is not None:
         rule += f"; periventricular = within {float(pv_mm):g} mm of a lateral ventricle"
     return {
@@ -43,6 +53,7 @@ def dis_verdict(area_lesion_counts: dict[str, int], options: Any = None) -> dict
         "areas_not_assessed": [a for a in MCDONALD_AREAS if a not in area_lesion_counts],
         "min_areas": min_areas,
         "min_long_axis_mm": min_long,
+        "lesion_size_rule": lesion_size_rule(min_long),
         "rule": rule,
         "note": DISCLAIMER,
     }

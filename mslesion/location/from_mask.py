@@ -2,9 +2,12 @@
 
 Same code path as :class:`mslesion.pipeline.Analyzer` minus the segmenter:
 load and check inputs, preprocess, label lesions, :func:`locate`, and write
-with :func:`mslesion.pipeline.write_outputs` (``lesions.nii.gz``, a
-``lesion_probability.nii.gz`` that is the mask itself, ``lesions.csv``, QC
-and ``report.json``).
+with :func:`mslesion.pipeline.write_outputs` (``lesions.nii.gz``, ``lesions.csv``,
+QC and ``report.json``; no ``lesion_probability.nii.gz``: a given mask has none).
+
+A mask on another grid than the FLAIR is resampled onto the FLAIR's grid (nearest
+neighbour), which can merge or drop small lesions; ``report.json`` then says so under
+``lesion_mask_input.resampled``, with the lesion count on the mask's own grid.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from ..io import check_same_space, load_volume
 from ..lesions import find_lesions, remove_small
 from ..preprocess.resample import resample_like
 from ..report import sha256_of
+from ..volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,22 @@ class _MaskSource:
     model_id: str = "user-mask"
     kind: str = "user-mask"
     threshold: float = 0.5
+
+
+def grid_change(mask: Volume, flair: Volume, mask_threshold: float, min_lesion_mm3: float) -> dict:
+    """What resampling ``mask`` onto ``flair``'s grid does, for report.json (lesions counted on the mask's grid)."""
+    own = mask.data >= mask_threshold
+    min_vox = max(1, int(round(min_lesion_mm3 / (mask.voxel_volume_ml * 1000.0)))) if min_lesion_mm3 > 0 else 1
+    _, before = find_lesions(mask.with_data(remove_small(own, min_vox).astype(np.uint8)))
+
+    def grid(vol: Volume) -> str:
+        return f"{'x'.join(str(s) for s in vol.shape)} voxels of {'x'.join(f'{z:.3g}' for z in vol.zooms)} mm"
+
+    return {"from_grid": grid(mask), "to_grid": grid(flair), "method": "nearest neighbour, by world coordinates",
+            "lesion_count_on_mask_grid": len(before),
+            "note": f"the lesion mask ({grid(mask)}) is not on the FLAIR's grid ({grid(flair)}); it was resampled "
+                    "onto the FLAIR's grid, which can merge or drop small lesions: give the FLAIR the mask was "
+                    "drawn on to avoid it"}
 
 
 def report_mask(flair: str | Path, lesions: str | Path, out_dir: str | Path | None = None,
@@ -47,8 +67,10 @@ def report_mask(flair: str | Path, lesions: str | Path, out_dir: str | Path | No
     check_same_space(vols["flair"], mask, "LESION MASK")
     if not np.isfinite(mask_threshold) or not 0 < mask_threshold <= 1:
         raise InputError(Path(lesions), f"mask threshold must be in (0, 1], got {mask_threshold}")
+    resampled = None
     if not mask.same_grid(vols["flair"]):
-        log.info("lesion mask is on another grid; resampling it onto the FLAIR grid by world coordinates")
+        resampled = grid_change(mask, vols["flair"], mask_threshold, opts.min_lesion_mm3)
+        log.warning("%s: %s", lesions, resampled["note"])
         mask = resample_like(mask.with_data((mask.data >= mask_threshold).astype(np.float32)), vols["flair"], order=0)
     binary = mask.data >= mask_threshold
     if not binary.any():
@@ -68,9 +90,10 @@ def report_mask(flair: str | Path, lesions: str | Path, out_dir: str | Path | No
     timings["location_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     report = build_report(vols, _MaskSource(), mask_threshold, found, location, timings, opts)
-    report["lesion_mask_input"] = {"path": str(lesions), "sha256": sha256_of(lesions)}
-    prob = mask.with_data(mask.data.astype(np.float32))
-    result = AnalysisResult(mask, prob, found, location, report, pre, out)
+    report["lesion_mask_input"] = {"path": str(lesions), "sha256": sha256_of(lesions), "resampled": resampled}
+    if resampled is not None:
+        resampled["lesion_count_on_flair_grid"] = len(found)
+    result = AnalysisResult(mask, None, found, location, report, pre, out)
     if out is not None:
         write_outputs(result, out)
     return result

@@ -1,4 +1,4 @@
-"""Assign each lesion a McDonald 2017 region, an MNI centroid, a structure and a long axis.
+"""Assign each lesion a McDonald 2017 region, an MNI centroid, a structure and its long axes.
 
 Anatomy comes from the MNI atlas registered to the subject's working grid
 (:mod:`.atlas`), with the lateral ventricles refined on the subject's own
@@ -77,6 +77,33 @@ def long_axis_mm(voxels: np.ndarray, affine: np.ndarray) -> float:
     return length + voxel_extent
 
 
+def axial_long_axis_mm(voxels: np.ndarray, affine: np.ndarray) -> float:
+    """Long axis in the axial plane (world/RAS x-y), the size measure of the McDonald criteria.
+
+    The voxel centres are projected onto the x-y plane; the result is the farthest pair plus the
+    voxel's in-plane footprint along that line.  Unlike :func:`long_axis_mm` the thickness of axial
+    slices does not count: one 1 x 1 x 3 mm voxel measures 1 mm.  On an oblique or sagittal grid a
+    voxel counts by its footprint on the axial plane.
+    """
+    inplane = np.asarray(affine, dtype=float)[:2, :3]  # in-plane part of each voxel axis
+    pts = np.unique(np.round(np.asarray(voxels, dtype=float) @ inplane.T, 4), axis=0)
+    if len(pts) > 400:
+        try:
+            from scipy.spatial import ConvexHull
+
+            pts = pts[ConvexHull(pts).vertices]
+        except Exception:  # collinear points: the hull fails, thin them out instead
+            pts = pts[:: max(1, len(pts) // 2000)]
+    diff = pts[:, None, :] - pts[None, :, :]
+    dist = np.einsum("ijk,ijk->ij", diff, diff)
+    a, b = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    length = float(np.sqrt(dist[a, b]))
+    if length == 0:  # one column of voxels: the largest in-plane side of a voxel
+        return float(max(np.linalg.norm(inplane, axis=0)))
+    u = (pts[a] - pts[b]) / length
+    return length + float(np.abs(u @ inplane).sum())
+
+
 def classify(fractions: dict[str, float], dist_ventricle: float, dist_cortex: float,
              options: LocationOptions) -> str:
     """The McDonald region of one lesion from its overlap fractions and distances (mm)."""
@@ -120,6 +147,8 @@ def locate(labels: np.ndarray, lesions: list[Lesion], pre: Preprocessed, options
         sl = native_objects[les.id - 1] if les.id - 1 < len(native_objects) else None
         idx = np.argwhere(labels[sl] == les.id) + [s.start for s in sl] if sl is not None else np.zeros((0, 3))
         les.extra["long_axis_mm"] = round(long_axis_mm(idx.astype(float), native.affine), 2) if len(idx) else 0.0
+        les.extra["long_axis_axial_mm"] = (round(axial_long_axis_mm(idx.astype(float), native.affine), 2)
+                                           if len(idx) else 0.0)
     if not lesions:
         return LocationResult(regions=summarise([]), mcdonald_dis=verdict_for([], options), timings=timings)
     try:
@@ -201,9 +230,13 @@ def summarise(lesions: list[Lesion]) -> dict[str, dict]:
 
 
 def verdict_for(lesions: list[Lesion], options: LocationOptions) -> dict:
-    """DIS verdict from located lesions: only lesions with long axis >= the minimum count."""
+    """DIS verdict from located lesions: only lesions whose axial long axis reaches the minimum count.
+
+    The size is measured in the axial plane (``long_axis_axial_mm``, see :func:`axial_long_axis_mm`),
+    as the McDonald criteria do, so a speck one voxel wide never counts through slice thickness.
+    """
     counts = {area: 0 for area in MCDONALD_AREAS if area != "spinal_cord"}
     for les in lesions:
-        if les.region in counts and float(les.extra.get("long_axis_mm", 0.0)) >= options.min_long_axis_mm:
+        if les.region in counts and float(les.extra.get("long_axis_axial_mm", 0.0)) >= options.min_long_axis_mm:
             counts[les.region] += 1
     return dis_verdict(counts, options)

@@ -105,8 +105,9 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     # brain extraction runs once, on the baseline (unless a mask is given); the follow-up gets the
     # baseline mask through the registration: same head, and one mask for both time points
     popts = aopts.preprocess_options()
-    pre0 = preprocess(vols0, replace(popts, skull_strip=popts.skull_strip and given is None))
-    pre1 = preprocess(vols1, replace(popts, skull_strip=False))
+    strip0 = popts.skull_strip and given is None
+    pre0 = preprocess(vols0, replace(popts, skull_strip=strip0, check_brain=popts.check_brain and strip0))
+    pre1 = preprocess(vols1, replace(popts, skull_strip=False, check_brain=False))
     if given is not None:
         mask0 = resample_like(given.with_data((given.data > 0).astype(np.float32)), pre0.flair, order=0).data > 0
         if mask0.sum() < 1000:
@@ -136,6 +137,7 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     brain = (pre0.brain_mask.data > 0) & (fov1.data >= 0.99)
     changes = _detect_in_box(pre0.flair.data, f1.data, prob0.data, p1.data, brain, pre0.flair.zooms, threshold,
                              opts.change)
+    changes = drop_small_changes(changes, aopts.min_lesion_mm3)
     timings["detect_s"] = time.perf_counter() - t0
     kinds_work = pre0.flair.with_data(changes.kinds.astype(np.float32))
     comps_work = pre0.flair.with_data(changes.components.astype(np.float32))
@@ -173,6 +175,19 @@ def _detect_in_box(f0: np.ndarray, f1: np.ndarray, p0: np.ndarray, p1: np.ndarra
     kinds[box] = found.kinds
     comps[box] = found.components
     return ChangeMaps(kinds, comps, found.table, found.noise_sigma)
+
+
+def drop_small_changes(changes: ChangeMaps, min_lesion_mm3: float) -> ChangeMaps:
+    """Remove the changes whose lesion is below ``min_lesion_mm3`` at both time points (as ``analyze`` does)."""
+    small = [c.label for c in changes.table if max(c.baseline_mm3, c.followup_mm3) < min_lesion_mm3]
+    if not small:
+        return changes
+    gone = np.isin(changes.components, small)
+    kinds, comps = changes.kinds.copy(), changes.components.copy()
+    kinds[gone] = 0
+    comps[gone] = 0
+    log.info("%d change(s) of lesions below %g mm^3 dropped", len(small), min_lesion_mm3)
+    return ChangeMaps(kinds, comps, [c for c in changes.table if c.label not in small], changes.noise_sigma)
 
 
 def _with_brain(pre: Preprocessed, mask: np.ndarray) -> Preprocessed:
@@ -282,6 +297,7 @@ def build_compare_report(vols0: dict[str, Volume], vols1: dict[str, Volume], seg
         },
         "model": {"id": seg.model_id, "kind": seg.kind, "threshold": threshold},
         "settings": {"change": dict(opts.change.__dict__), "device": opts.analyze.device,
+                     "min_lesion_mm3": opts.analyze.min_lesion_mm3,
                      "noise_sigma": round(changes.noise_sigma, 5)},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "mslesion_version": __version__,

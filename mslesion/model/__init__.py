@@ -131,16 +131,16 @@ def load_model_segmenter(model: str = "auto", contrasts: set[str] | None = None,
                          tta: bool | None = None, amp: bool | None = None):
     """Load (once per process) the trained segmenter for ``model`` and ``contrasts``.
 
-    With ``model="auto"`` and no trained model installed, falls back to the
-    classical threshold baseline with a warning (the report records its kind).
+    A missing or corrupt model, the default one included, raises :class:`ModelError`
+    naming its folder: ``"auto"`` never falls back to the threshold baseline (that
+    runs only when asked for, ``model="baseline"`` in :func:`mslesion.segment.load_segmenter`).
     """
     contrasts = set(contrasts or {"flair"})
     folder = resolve_model_folder(model, contrasts)
     if model == "auto" and not (folder / "model.json").is_file():
-        from ..segment.baseline import ThresholdSegmenter
-
-        log.warning("no trained model in %s; using the classical threshold baseline", folder)
-        return ThresholdSegmenter()
+        raise ModelError(folder, "the default model is missing (no model.json); reinstall mslesion, set "
+                                 "MSLESION_MODELS to a models folder, or pass --model baseline for the "
+                                 "classical threshold baseline")
     spec = read_spec(folder)
     missing = spec.required - contrasts
     if missing:

@@ -30,10 +30,20 @@ WEIGHTS_NAME = "weights.pt"
 CARD_NAME = "model.json"
 
 
-def models_root() -> Path:
-    """Where model folders live: ``$MSLESION_MODELS`` or ``<repo>/models``."""
+def models_root(package_dir: Path | None = None) -> Path:
+    """Where model folders live: ``$MSLESION_MODELS``, else the models shipped with mslesion.
+
+    An installed wheel holds them in ``mslesion/models/`` (the build maps the checkout's
+    top-level ``models/`` there, see ``setup.py``); a checkout (editable install) reads
+    ``<repo>/models`` directly.  ``package_dir`` (default: the installed ``mslesion``
+    folder) is for tests.
+    """
     env = os.environ.get("MSLESION_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+    if env:
+        return Path(env)
+    package = Path(package_dir) if package_dir is not None else Path(__file__).resolve().parents[1]
+    shipped = package / "models"
+    return shipped if shipped.is_dir() else package.parent / "models"
 
 
 def sha256_file(path: Path) -> str:

@@ -206,7 +206,7 @@ def write_report_html(out_dir: Path, title: str, summary: dict, table_rows: list
 RESERVED = ("subject", "out_dir", "report", "report_html", "thumbnail")
 
 
-def write_batch_index(deriv: Path, rows: list[dict], failures: list[dict]) -> Path:
+def write_batch_index(deriv: Path, rows: list[dict], failures: list[dict], title: str | None = None) -> Path:
     """Write ``deriv/index.html``: one sortable row per subject, thumbnails embedded, failures listed.
 
     Each row: ``subject``; where its page is: ``report_html``, ``report`` (the page, or
@@ -250,7 +250,7 @@ def write_batch_index(deriv: Path, rows: list[dict], failures: list[dict]) -> Pa
     parts.append(f'<h2 class="{"fail" if failures else ""}">Failures ({len(failures)})</h2>')
     parts.append(table_html([{k: (v if isinstance(v, (int, float, str)) else fmt(v)) for k, v in f.items()}
                              for f in failures], table_id="failures"))
-    return write_text(deriv / "index.html", page(f"mslesion batch: {deriv.name}", "\n".join(parts)))
+    return write_text(deriv / "index.html", page(f"mslesion batch: {title or deriv.name}", "\n".join(parts)))
 
 
 def _report_path(deriv: Path, row: dict) -> Path | None:

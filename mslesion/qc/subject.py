@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 #: at most this many lesions get a gallery thumbnail (largest first).
 MAX_GALLERY = 60
 MOSAIC_SLICES = {"axial": 12, "coronal": 8, "sagittal": 8}
-SUMMARY_KEYS = ("lesion_count", "total_volume_ml", "regions", "mcdonald_dis", "model", "inputs", "mslesion_version")
+SUMMARY_KEYS = ("lesion_count", "total_volume_ml", "regions", "mcdonald_dis", "model", "inputs", "lesion_mask_input",
+                "mslesion_version")
 
 
 def lesion_labels(mask: Volume, lesions: list[Lesion]) -> np.ndarray:

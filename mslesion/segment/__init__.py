@@ -37,12 +37,8 @@ def load_segmenter(model: str = "auto", contrasts: set[str] | None = None, devic
     contrasts = contrasts or {"flair"}
     if model == BASELINE_ID or model == "baseline":
         return ThresholdSegmenter()
-    try:
-        from ..model import load_model_segmenter
-    except ImportError:  # no trained model package yet
-        if model != "auto":
-            raise
-        return ThresholdSegmenter()
+    from ..model import load_model_segmenter
+
     return load_model_segmenter(model, contrasts=contrasts, device=device, tta=tta, amp=amp)
 
 
