@@ -39,16 +39,17 @@ def test_train_help_documents_every_option_and_no_scripts_folder(capsys):
 
 
 def test_models_lists_contrasts_in_plain_words(tmp_path, capsys):
+    from mslesion.model import DEFAULT_FLAIR_MODEL
     from tests.test_model import make_model_folder
 
     make_model_folder(tmp_path / "mslesion-flair-t1-t2-v1", ("flair", "t1", "t2"), "mslesion-flair-t1-t2-v1")
-    make_model_folder(tmp_path / "mslesion-flair-v1", ("flair",), "mslesion-flair-v1")
+    make_model_folder(tmp_path / DEFAULT_FLAIR_MODEL, ("flair",), DEFAULT_FLAIR_MODEL)
     make_model_folder(tmp_path / "other", ("flair",), "other")
     assert main(["models", "--root", str(tmp_path)]) == 0
     lines = {line.split(":")[0].strip(): line for line in capsys.readouterr().out.splitlines()}
     multi = lines["mslesion-flair-t1-t2-v1"]
     assert "needs FLAIR and T1; also uses T2 when given" in multi and "flair+t1" not in multi
-    assert "needs FLAIR;" in lines["mslesion-flair-v1"] and "the default (--model auto)" in lines["mslesion-flair-v1"]
+    assert "needs FLAIR;" in lines[DEFAULT_FLAIR_MODEL] and "the default (--model auto)" in lines[DEFAULT_FLAIR_MODEL]
     assert "runs only when named: --model other" in lines["other"]
 
 

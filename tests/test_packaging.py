@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from mslesion.errors import InputError, ModelError
-from mslesion.model import load_model_segmenter
-from mslesion.model.store import models_root
+from mslesion.model import DEFAULT_FLAIR_MODEL, load_model_segmenter
+from mslesion.model.store import models_root, read_spec
 from mslesion.pipeline import AnalyzeOptions, Analyzer
 from mslesion.preprocess import PreprocessOptions
 from mslesion.segment import load_segmenter
@@ -48,7 +48,9 @@ def _build(kind: str, dest: Path) -> Path:
 @pytest.mark.slow
 def test_wheel_and_sdist_ship_every_model_folder(tmp_path):
     wanted = _model_files()
-    assert {"mslesion-flair-v1/model.json", "mslesion-flair-v1/weights.pt"} <= wanted
+    default = models_root() / DEFAULT_FLAIR_MODEL
+    members = {f"{DEFAULT_FLAIR_MODEL}/{name}" for name, _ in read_spec(default).members}
+    assert {f"{DEFAULT_FLAIR_MODEL}/model.json", *members} <= wanted
     wheel = _build("wheel", tmp_path / "wheel")
     with zipfile.ZipFile(wheel) as zf:
         shipped = {n[len("mslesion/models/"):] for n in zf.namelist() if n.startswith("mslesion/models/")}
@@ -61,7 +63,7 @@ def test_wheel_and_sdist_ship_every_model_folder(tmp_path):
 
 def test_models_root_finds_installed_and_checkout_layouts(tmp_path, monkeypatch):
     monkeypatch.delenv("MSLESION_MODELS", raising=False)
-    assert (models_root() / "mslesion-flair-v1" / "model.json").is_file()  # this checkout
+    assert (models_root() / DEFAULT_FLAIR_MODEL / "model.json").is_file()  # this checkout
     installed = tmp_path / "site-packages" / "mslesion"
     (installed / "models" / "some-model").mkdir(parents=True)
     assert models_root(installed) == installed / "models"
@@ -74,7 +76,7 @@ def test_models_root_finds_installed_and_checkout_layouts(tmp_path, monkeypatch)
 
 def test_auto_without_default_model_is_an_error_naming_the_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("MSLESION_MODELS", str(tmp_path))
-    with pytest.raises(ModelError, match="mslesion-flair-v1") as info:
+    with pytest.raises(ModelError, match=DEFAULT_FLAIR_MODEL) as info:
         load_segmenter("auto", {"flair"}, device="cpu")
     assert "baseline" in str(info.value)  # says what to pass instead
     assert load_segmenter("baseline", {"flair"}).kind == "classical-baseline"  # only when asked
@@ -82,9 +84,9 @@ def test_auto_without_default_model_is_an_error_naming_the_folder(tmp_path, monk
 
 def test_auto_with_corrupt_default_model_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MSLESION_MODELS", str(tmp_path))
-    (tmp_path / "mslesion-flair-v1").mkdir()
-    (tmp_path / "mslesion-flair-v1" / "model.json").write_text("{not json")
-    with pytest.raises(ModelError, match="mslesion-flair-v1"):
+    (tmp_path / DEFAULT_FLAIR_MODEL).mkdir()
+    (tmp_path / DEFAULT_FLAIR_MODEL / "model.json").write_text("{not json")
+    with pytest.raises(ModelError, match=DEFAULT_FLAIR_MODEL):
         load_model_segmenter("auto", {"flair"}, "cpu")
 
 
