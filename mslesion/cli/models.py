@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
             check = {True: "sha256 ok", False: "SHA256 MISMATCH"}.get(r.get("sha256_ok"), "sha256 not checked")
             trained = ", ".join(f"{k} {v}" for k, v in r["trained"].items())
             print(f"  {r['id']}: {contrast_words(r['channels'], r['required'])}; {selection_words(r)}; "
-                  f"{r['weights_mb']} MB, {check}"
+                  + (f"ensemble of {r['ensemble_members']} networks (mean probability), "
+                     if r.get("ensemble_members", 1) > 1 else "")
+                  + f"{r['weights_mb']} MB, {check}"
                   + (f"; trained: {trained}" if trained else "") + (f"; card: {r['card']}" if r["card"] else ""))
         if not rows:
             print("  (none)")
