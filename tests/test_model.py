@@ -417,6 +417,10 @@ def test_ensemble_folder_is_the_mean_of_its_members(tmp_path):
         pe = torch.sigmoid(load_network(read_spec(ens), torch.device("cpu"))(x))
     assert not torch.allclose(pa, pb, atol=1e-3)  # the members differ, so the mean is a real test
     torch.testing.assert_close(pe, (pa + pb) / 2, atol=1e-5, rtol=1e-4)
+    from mslesion.model.store import describe_models
+
+    row = {r["id"]: r for r in describe_models(tmp_path, verify=True)}["tiny-ens"]
+    assert row["ensemble_members"] == 2 and row["sha256_ok"] is True
     # a damaged member is named in the error
     (ens / "m1.pt").write_bytes(b"broken")
     with pytest.raises(ModelError, match="m1.pt"):
