@@ -239,3 +239,33 @@ def test_cohort_row_flattens_regions_and_dis() -> None:
     text = table_text([row, {**row, "extra": 1}], ["subject"], ["report"])
     header = text.splitlines()[0].split(",")
     assert header[0] == "subject" and header[-1] == "report" and "extra" in header
+
+
+def test_bids_contrast_enhanced_t1_is_the_post_contrast_input_never_the_t1(tmp_path):
+    """sub-01_ce-gadolinium_T1w sorts after sub-01_T1w: it must become t1post, not replace the T1."""
+    from mslesion.batch.inputs import discover_bids, read_manifest
+
+    anat = tmp_path / "bids" / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    for name in ("sub-01_FLAIR.nii.gz", "sub-01_T1w.nii.gz", "sub-01_ce-gadolinium_T1w.nii.gz"):
+        (anat / name).write_bytes(b"")
+    (job,) = discover_bids(tmp_path / "bids")
+    assert job.inputs["t1"].name == "sub-01_T1w.nii.gz"
+    assert job.inputs["t1post"].name == "sub-01_ce-gadolinium_T1w.nii.gz"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("subject,flair,t1,t1post\ns1,f.nii.gz,t1.nii.gz,gd.nii.gz\n")
+    (row,) = read_manifest(manifest)
+    assert row.inputs["t1post"] == tmp_path / "gd.nii.gz"
+
+
+def test_cohort_row_states_single_visit_dit():
+    from mslesion.batch.tables import cohort_row
+
+    assessed = {"enhancement": {"enhancement_assessed": True, "enhancing_lesions": 2, "black_holes": 1,
+                                "enhancing_foci_outside_lesions": [{}],
+                                "dissemination_in_time": {"assessed": True, "met": True}}}
+    row = cohort_row(assessed)
+    assert (row["enhancing_lesions"], row["black_holes"], row["enhancing_foci"], row["dit_single_visit"]) == \
+        (2, 1, 1, "met")
+    missing = cohort_row({"enhancement": {"dissemination_in_time": {"assessed": False, "met": None}}})
+    assert missing["dit_single_visit"] == "not assessed" and missing["enhancing_lesions"] == ""

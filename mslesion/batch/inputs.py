@@ -23,7 +23,10 @@ NIFTI_EXT = (".nii.gz", ".nii")
 #: BIDS suffix -> mslesion contrast name
 BIDS_SUFFIXES = {"FLAIR": "flair", "T1w": "t1", "T2w": "t2"}
 #: manifest column (lower case) -> contrast name
-MANIFEST_COLUMNS = {"flair": "flair", "t1": "t1", "t1w": "t1", "t2": "t2", "t2w": "t2", "spine": "spine"}
+MANIFEST_COLUMNS = {"flair": "flair", "t1": "t1", "t1w": "t1", "t2": "t2", "t2w": "t2", "spine": "spine",
+                    "t1post": "t1post", "t1ce": "t1post", "t1gd": "t1post"}
+#: a BIDS contrast-enhancement entity (``ce-gadolinium``, ``ce-Gd``...) marks a post-contrast image
+CE_RE = re.compile(r"(^|_)ce-[A-Za-z0-9]+(_|$)")
 SPINE_RE = re.compile(r"(_acq-[A-Za-z0-9]*(spine|cord)[A-Za-z0-9]*_|_bp-spine_)", re.IGNORECASE)
 
 
@@ -33,7 +36,7 @@ class Job:
 
     subject: str
     session: str | None
-    inputs: dict[str, Path] = field(default_factory=dict)   # 'flair' (required), 't1', 't2'
+    inputs: dict[str, Path] = field(default_factory=dict)   # 'flair' (required), 't1', 't2', 't1post'
     spine: list[Path] = field(default_factory=list)         # spinal images, analysed if mslesion.spine exists
     problem: str | None = None                              # set when the subject is unusable as found
 
@@ -105,7 +108,13 @@ def _bids_job(folder: Path, subject: str, session: str | None) -> Job:
             continue
         suffix = stem.rsplit("_", 1)[-1]
         if suffix in BIDS_SUFFIXES:
-            found.setdefault(BIDS_SUFFIXES[suffix], []).append(f)
+            contrast = BIDS_SUFFIXES[suffix]
+            if CE_RE.search(stem):  # sub-01_ce-gadolinium_T1w: post-contrast, never taken as the plain T1
+                if contrast != "t1":
+                    log.warning("%s: %s is contrast-enhanced but not a T1w; not used", job.key, f.name)
+                    continue
+                contrast = "t1post"
+            found.setdefault(contrast, []).append(f)
     for contrast, paths in found.items():
         if len(paths) > 1:
             log.warning("%s: %d %s images, using the last by name: %s", job.key, len(paths), contrast, paths[-1].name)
@@ -116,7 +125,7 @@ def _bids_job(folder: Path, subject: str, session: str | None) -> Job:
 
 
 def read_manifest(path: Path) -> list[Job]:
-    """Jobs from a CSV with columns subject, [session], flair, [t1], [t2], [spine]; paths relative to the CSV."""
+    """Jobs from a CSV with columns subject, [session], flair, [t1], [t2], [t1post], [spine]; paths relative to the CSV."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
