@@ -53,12 +53,12 @@ def analyse(pre, lesions: np.ndarray, post: np.ndarray, rules: enh.EnhancementRu
     normal = enh.normal_enhancement(brain, refs.csf, pre.flair.zooms, rules)
     labels, n = ndimage.label(lesions, structure=np.ones((3, 3, 3), bool))
     ev = enh.assess_lesions(labels, n, sub, normal, t1, refs, float(np.prod(pre.flair.zooms)), rules)
-    foci = enh.enhancing_foci(sub, brain, lesions, normal, pre.flair.zooms, rules)
+    foci = enh.enhancing_foci(sub, brain, lesions, normal, pre.flair.zooms, rules, t1, refs)
     return refs, labels, n, ev, foci
 
 
 def detected(sub, pre, lesions, labels, lid: int, normal, centre, diameter: float,
-             rules: enh.EnhancementRules) -> bool:
+             rules: enh.EnhancementRules, refs: enh.References) -> bool:
     """Whether the call finds the inserted enhancement: lesion ``lid`` enhancing, or (lid 0) a focus near ``centre``.
 
     Only a box around the site is analysed (the calls are local), which gives the same answer as the
@@ -76,7 +76,8 @@ def detected(sub, pre, lesions, labels, lid: int, normal, centre, diameter: floa
         ev = enh.assess_lesions(own, 1, sub[box], normal[box], None, None, float(np.prod(pre.flair.zooms)), rules)
         return bool(ev and ev[0].enhancing)
     brain = pre.brain_mask.data[box] > 0
-    foci = enh.enhancing_foci(sub[box], brain, lesions[box], normal[box], pre.flair.zooms, rules)
+    foci = enh.enhancing_foci(sub[box], brain, lesions[box], normal[box], pre.flair.zooms, rules,
+                              pre.images["t1"].data[box], refs)
     origin = np.array([s.start for s in box])
     return any(np.linalg.norm(np.array(f.centroid_vox) + origin - centre) <= diameter / 2 + 3 for f in foci)
 
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                         sub = enh.subtraction_z(pre.images["t1"].data, post + args.amplitude * contrast * b,
                                                 (pre.brain_mask.data > 0) & ~lesions)
                         found = detected(sub, pre, lesions, labels, lid if place == "in-lesion" else 0, normal,
-                                         centre, d, rules)
+                                         centre, d, rules, refs)
                         hits.setdefault((size, shape_name, place), []).append(int(found))
     print(f"\nsynthetic enhancement, amplitude {args.amplitude} x (NAWM - CSF) on the post-contrast T1, "
           f"{args.placements} placements per cell and patient")
