@@ -62,6 +62,52 @@ def test_detects_new_enlarging_and_disappearing_lesions():
     assert dice > 0.6, dice
 
 
+def test_disappearing_needs_followup_flair_back_to_normal():
+    """A baseline lesion the follow-up segmentation misses but whose FLAIR is still bright is not 'gone'."""
+    b, f, f1 = _pair()
+    faded = ball(SHAPE, VANISHING[:3], VANISHING[3]) & (b.brain.data > 0)
+    f1 = f1.copy()
+    f1[faded] = 0.85 * 1300.0  # dimmer than at baseline, still far above white matter (0.45)
+    ch = _detect(b, f, f1)
+    assert _kind_at(ch, VANISHING) == set()
+    gone = [c for c in ch.rejected if c.kind == "disappearing"]
+    assert gone and "not returned to normal-appearing tissue" in gone[0].evidence["failed"]
+    # the other calls keep their evidence
+    assert ch.count("new") == 1 and ch.count("enlarging") == 1
+    new = next(c for c in ch.table if c.kind == "new")
+    assert new.evidence["supported"] and new.evidence["difference"] >= 0.6
+    assert new.evidence["other_flair"] <= new.evidence["normal_level"]
+
+
+def test_faint_new_lesion_is_not_called_and_dit_not_met():
+    """A new focus the follow-up segmenter calls lesion, but with a faint FLAIR rise, is no DIT evidence."""
+    from mslesion.lesions import Lesion
+    from mslesion.longitudinal.verdict import dit_verdict
+
+    b, f, f1 = _pair(change=False)
+    faint = ball(SHAPE, NEW_LES[:3], NEW_LES[3]) & (b.brain.data > 0)
+    f1 = f1.copy()
+    f1[faint] += 0.06 * 1300.0  # white matter 0.45 -> 0.51 (noise 0.02 per voxel)
+    p1 = f.lesions.data.copy()
+    p1[faint] = 1.0  # the follow-up segmentation calls it lesion
+    ch = detect_changes(b.flair.data, f1, b.lesions.data, p1, b.brain.data > 0, (1.0, 1.0, 1.0), 0.5,
+                        ChangeOptions())
+    assert ch.count("new") == 0, ch.table
+    faint_calls = [c for c in ch.rejected if c.kind == "new"]
+    assert faint_calls and "faint FLAIR difference" in faint_calls[0].evidence["failed"]
+    lesions = [Lesion(t.label, t.voxels, t.change_mm3 / 1000, 0.0, 0.0, 0.0,
+                      extra={"change": t.kind, "evidence_supported": True})
+               for t in ch.table]
+    verdict = dit_verdict(ch, lesions)
+    assert verdict["verdict"] == "not met" and verdict["supporting_lesions"] == []
+    assert verdict["rejected_candidates_total"] >= 1 and "faint" in verdict["reason"]
+    # without the evidence requirement the same focus is called new (the issue-8 behaviour)
+    loose = ChangeOptions()
+    loose.evidence.required = False
+    old = detect_changes(b.flair.data, f1, b.lesions.data, p1, b.brain.data > 0, (1.0, 1.0, 1.0), 0.5, loose)
+    assert old.count("new") >= 1
+
+
 def test_no_change_gives_no_findings_despite_scale_bias_and_noise():
     b, f, f1 = _pair(seed=3, change=False)
     ch = _detect(b, f, f1)
@@ -172,6 +218,11 @@ def test_compare_end_to_end_on_shifted_phantom(tmp_path: Path):
     assert report["changes"]["enlarging"]["count"] == 1
     assert report["changes"]["disappearing"]["count"] == 1
     assert report["new_lesion_evidence"]["new_t2_lesion"] is True
+    dit = report["new_lesion_evidence"]["dissemination_in_time"]
+    assert dit["verdict"] == "met"
+    new_ids = [les.id for les in result.lesions if les.extra["change"] == "new"]
+    assert [e["id"] for e in dit["supporting_lesions"]] == new_ids
+    assert dit["supporting_lesions"][0]["evidence"]["flair_difference"] >= 0.6
     assert abs(report["registration"]["translation_mm"] - np.linalg.norm(shift)) < 0.5
     np.testing.assert_allclose(result.transform[:3, 3], shift, atol=0.5)
     on_follow = np.asarray(nib.load(str(out / "new_enlarging_followup.nii.gz")).dataobj)
