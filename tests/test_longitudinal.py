@@ -79,6 +79,18 @@ def test_disappearing_needs_followup_flair_back_to_normal():
     assert new.evidence["other_flair"] <= new.evidence["normal_level"]
 
 
+def test_segmentation_speck_without_flair_signal_does_not_make_a_new_lesion_enlarging():
+    """A baseline 'lesion' that the baseline FLAIR does not show is no evidence that the lesion existed."""
+    b, f, f1 = _pair()
+    p0 = b.lesions.data.copy()
+    speck = ball(SHAPE, NEW_LES[:3], 1.0)
+    p0[speck] = 1.0  # the baseline segmenter marks 7 voxels of normal-looking white matter
+    ch = detect_changes(b.flair.data, f1, p0, f.lesions.data, b.brain.data > 0, (1.0, 1.0, 1.0), 0.5,
+                        ChangeOptions())
+    assert _kind_at(ch, NEW_LES) == {NEW}
+    assert ch.kinds[NEW_LES[:3]] == NEW  # the speck's voxels belong to the new lesion
+
+
 def test_faint_new_lesion_is_not_called_and_dit_not_met():
     """A new focus the follow-up segmenter calls lesion, but with a faint FLAIR rise, is no DIT evidence."""
     from mslesion.lesions import Lesion
