@@ -120,6 +120,37 @@ def test_faint_new_lesion_is_not_called_and_dit_not_met():
     assert old.count("new") >= 1
 
 
+def test_quantile_matching_undoes_a_contrast_change_but_keeps_lesion_contrast():
+    from mslesion.longitudinal.change import match_quantiles
+
+    rng = np.random.default_rng(1)
+    target = rng.normal(0, 1, (30, 30, 30)).astype(np.float32)
+    moving = np.tanh(0.5 * target) * 3 + 0.2  # monotone, non-linear: another contrast
+    mask = np.ones(target.shape, bool)
+    matched = match_quantiles(moving, target, mask, 20)
+    inside = (target > np.percentile(target, 2)) & (target < np.percentile(target, 98))
+    assert np.abs(matched - target)[inside].max() < 0.15
+    assert np.abs(moving - target)[inside].max() > 0.5
+
+
+def test_grey_matter_contrast_change_is_not_a_lesion_change():
+    """Follow-up with brighter grey matter (another FLAIR contrast), lesions unchanged: no candidates."""
+    b, f, _ = _pair(change=False)
+    gm = (b.flair.data > 0.5 * 1000) & (b.flair.data < 0.7 * 1000) & (b.brain.data > 0)
+    f1 = f.flair.data.copy()
+    f1[gm] *= 1.25  # grey matter 0.55 -> 0.69 of the lesion level at follow-up only
+    loose = ChangeOptions(match_quantiles=0)
+    loose.evidence.required = False
+    raw = detect_changes(b.flair.data, f1, b.lesions.data, f.lesions.data, b.brain.data > 0, (1.0, 1.0, 1.0),
+                         0.5, loose)
+    matched = ChangeOptions()
+    matched.evidence.required = False
+    ch = detect_changes(b.flair.data, f1, b.lesions.data, f.lesions.data, b.brain.data > 0, (1.0, 1.0, 1.0),
+                        0.5, matched)
+    assert len(raw.table) > 0
+    assert ch.table == [], ch.table
+
+
 def test_no_change_gives_no_findings_despite_scale_bias_and_noise():
     b, f, f1 = _pair(seed=3, change=False)
     ch = _detect(b, f, f1)

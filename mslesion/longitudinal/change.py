@@ -5,7 +5,8 @@ The method combines the two scans voxel by voxel instead of comparing two
 independent segmentations after the fact:
 
 1. both FLAIRs are re-normalised inside the *same* brain mask, so a change in
-   scanner scale is not mistaken for a change of tissue;
+   scanner scale is not mistaken for a change of tissue, and the follow-up's brain
+   quantiles are matched to the baseline's (a grey/white contrast change is no lesion change);
 2. the smoothed difference ``follow-up - baseline`` minus its slowly varying part
    (differential bias field) becomes a z-score against its own robust spread,
    estimated per bin of local edge strength (edges carry residual misregistration);
@@ -47,7 +48,9 @@ class ChangeOptions:
     ``z_unconfirmed``: peak z a new/disappeared lesion needs unless the segmenter confirms it;
     ``min_new_mm3``: smallest new/disappeared lesion; ``abs_growth_mm3``/``rel_growth``:
     least growth (or shrinkage) in mm^3 and relative to the lesion it starts from;
-    ``evidence``: what both scans must show for a call to be made (:mod:`.evidence`).
+    ``evidence``: what both scans must show for a call to be made (:mod:`.evidence`);
+    ``match_quantiles``: number of brain quantiles used to match the follow-up's intensities to
+    the baseline's before subtracting (0: robust z only).
     """
 
     z_seed: float = 4.0
@@ -67,6 +70,7 @@ class ChangeOptions:
     rel_growth: float = 0.2
     connectivity: int = 26
     evidence: EvidenceOptions = field(default_factory=EvidenceOptions)
+    match_quantiles: int = 20
 
 
 @dataclass
@@ -204,6 +208,8 @@ def detect_changes(f0: np.ndarray, f1: np.ndarray, p0: np.ndarray, p1: np.ndarra
     inner = _erode_mm(brain, o.edge_mm, spacing)
     g0 = robust_zscore(np.asarray(f0, np.float32), inner)
     g1 = robust_zscore(np.asarray(f1, np.float32), inner)
+    if o.match_quantiles:
+        g1 = match_quantiles(g1, g0, inner, o.match_quantiles)
     z, sigma_map, s0, s1 = _difference_parts(g0, g1, inner, spacing, o.smooth_mm, o.bias_mm)
     sigma = float(np.median(sigma_map[inner])) if inner.any() else 0.0
     if o.shift_tolerance_mm > 0:
@@ -233,6 +239,24 @@ def detect_changes(f0: np.ndarray, f1: np.ndarray, p0: np.ndarray, p1: np.ndarra
     sizes = _LesionSizes(les0, les1, o.connectivity)
     _classify(dec, les1, les0 | dec, z_dec, p0, ctx, o, SHRINKING, DISAPPEARING, sizes, out)
     return out
+
+
+def match_quantiles(moving: np.ndarray, target: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    """Monotone intensity matching: ``moving``'s brain quantiles mapped onto ``target``'s.
+
+    ``n`` quantiles between the 1st and 99th percentile inside ``mask``; linear beyond them with
+    the robust-z slope 1, so the brightest lesions keep their contrast.  A contrast change between
+    sessions (grey/white matter, CSF) then no longer shows as a difference; lesions cover too
+    little of the brain to move the quantiles.
+    """
+    qs = np.linspace(1, 99, n)
+    src = np.percentile(moving[mask], qs)
+    dst = np.percentile(target[mask], qs)
+    src = np.maximum.accumulate(src + np.arange(n) * 1e-6)
+    out = np.interp(moving, src, dst)
+    out = np.where(moving > src[-1], dst[-1] + (moving - src[-1]), out)
+    out = np.where(moving < src[0], dst[0] + (moving - src[0]), out)
+    return out.astype(np.float32)
 
 
 def _erode_mm(mask: np.ndarray, mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
