@@ -87,6 +87,9 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
                   segmenter: Segmenter | None = None) -> CompareResult:
     """Detect lesion change from ``baseline`` to ``followup`` (dicts of contrast -> path, 'flair' required)."""
     opts = options or CompareOptions()
+    if not opts.change.evidence.required:
+        log.warning("change calls are NOT checked against both scans (evidence not required): faint or "
+                    "one-scan-only changes are reported; the DIT verdict does not count them")
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     vols0 = _load("baseline", baseline)
