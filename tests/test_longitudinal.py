@@ -266,6 +266,9 @@ def test_compare_end_to_end_on_shifted_phantom(tmp_path: Path):
     new_ids = [les.id for les in result.lesions if les.extra["change"] == "new"]
     assert [e["id"] for e in dit["supporting_lesions"]] == new_ids
     assert dit["supporting_lesions"][0]["evidence"]["flair_difference"] >= 0.6
+    calls = {c["change"]: c for c in report["change_calls"]}
+    assert set(calls) == {"new", "enlarging", "disappearing"}
+    assert calls["disappearing"]["evidence"]["resolved_fraction"] >= 0.5
     assert abs(report["registration"]["translation_mm"] - np.linalg.norm(shift)) < 0.5
     np.testing.assert_allclose(result.transform[:3, 3], shift, atol=0.5)
     on_follow = np.asarray(nib.load(str(out / "new_enlarging_followup.nii.gz")).dataobj)

@@ -37,7 +37,7 @@ from ..segment import Segmenter, load_segmenter
 from ..volume import Volume
 from .change import KINDS, ChangeMaps, ChangeOptions, detect_changes
 from .transforms import rigid_parameters
-from .verdict import MEANING, dit_verdict
+from .verdict import MEANING, call_entries, dit_verdict
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +294,7 @@ def build_compare_report(vols0: dict[str, Volume], vols1: dict[str, Volume], seg
             "meaning": MEANING,
         },
         "rejected_candidates": rejected,
+        "change_calls": call_entries(lesions),
         "registration": {"followup_to_baseline_ras": np.round(transform, 6).tolist(), **rigid_parameters(transform)},
         "inputs": {
             f"{when}_{name}": {"path": str(v.path), "sha256": sha256_of(v.path) if v.path else None,

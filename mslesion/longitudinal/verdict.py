@@ -27,6 +27,11 @@ EVIDENCE_COLUMNS = ("flair_difference", "difference_significance", "flair_where_
                     "support_mm3", "resolved_fraction", "lesion_probability")
 
 
+def call_entries(lesions: list[Lesion]) -> list[dict]:
+    """Every change call with its evidence, for the report."""
+    return [_entry(les) for les in lesions]
+
+
 def _entry(les: Lesion) -> dict:
     return {"id": les.id, "change": les.extra["change"], "volume_ml": les.volume_ml, "region": les.region,
             "centroid_mm": [les.centroid_x, les.centroid_y, les.centroid_z],
