@@ -221,7 +221,9 @@ def test_itk_transform_bad_files(tmp_path: Path):
 
 def test_cli_lists_compare_and_reports_missing_input(tmp_path: Path, capsys):
     assert main(["compare", "--help"]) == 0
-    assert "--followup-flair" in capsys.readouterr().out
+    helptext = capsys.readouterr().out
+    assert "--followup-flair" in helptext
+    assert "--min-significance" in helptext and "--no-evidence" in helptext
     b, _, _ = _pair()
     base = save(b.flair, tmp_path / "b.nii.gz")
     code = main(["compare", "--baseline-flair", str(base), "--followup-flair", str(tmp_path / "nope.nii.gz"),
