@@ -134,6 +134,9 @@ def main() -> int:
         "model": report["model"],
         "brain_mask": "dataset reference" if args.reference_brain_mask else "automatic (preprocess)",
         "changes": report["changes"],
+        "rejected_candidates": report.get("rejected_candidates"),
+        "dissemination_in_time": {k: report["new_lesion_evidence"]["dissemination_in_time"][k]
+                                  for k in ("verdict", "reason")},
         "registration": {k: v for k, v in report["registration"].items() if k != "followup_to_baseline_ras"},
         "scores_common_space": scores,
         "timing_s": {"compare": round(t_compare, 2), "analyze": None if t_analyze is None else round(t_analyze, 2),

@@ -62,6 +62,95 @@ def test_detects_new_enlarging_and_disappearing_lesions():
     assert dice > 0.6, dice
 
 
+def test_disappearing_needs_followup_flair_back_to_normal():
+    """A baseline lesion the follow-up segmentation misses but whose FLAIR is still bright is not 'gone'."""
+    b, f, f1 = _pair()
+    faded = ball(SHAPE, VANISHING[:3], VANISHING[3]) & (b.brain.data > 0)
+    f1 = f1.copy()
+    f1[faded] = 0.85 * 1300.0  # dimmer than at baseline, still far above white matter (0.45)
+    ch = _detect(b, f, f1)
+    assert _kind_at(ch, VANISHING) == set()
+    gone = [c for c in ch.rejected if c.kind == "disappearing"]
+    assert gone and "not returned to normal-appearing tissue" in gone[0].evidence["failed"]
+    # the other calls keep their evidence
+    assert ch.count("new") == 1 and ch.count("enlarging") == 1
+    new = next(c for c in ch.table if c.kind == "new")
+    assert new.evidence["supported"] and new.evidence["difference"] >= 0.6
+    assert new.evidence["other_flair"] <= new.evidence["normal_level"]
+
+
+def test_segmentation_speck_without_flair_signal_does_not_make_a_new_lesion_enlarging():
+    """A baseline 'lesion' that the baseline FLAIR does not show is no evidence that the lesion existed."""
+    b, f, f1 = _pair()
+    p0 = b.lesions.data.copy()
+    speck = ball(SHAPE, NEW_LES[:3], 1.0)
+    p0[speck] = 1.0  # the baseline segmenter marks 7 voxels of normal-looking white matter
+    ch = detect_changes(b.flair.data, f1, p0, f.lesions.data, b.brain.data > 0, (1.0, 1.0, 1.0), 0.5,
+                        ChangeOptions())
+    assert _kind_at(ch, NEW_LES) == {NEW}
+    assert ch.kinds[NEW_LES[:3]] == NEW  # the speck's voxels belong to the new lesion
+
+
+def test_faint_new_lesion_is_not_called_and_dit_not_met():
+    """A new focus the follow-up segmenter calls lesion, but with a faint FLAIR rise, is no DIT evidence."""
+    from mslesion.lesions import Lesion
+    from mslesion.longitudinal.verdict import dit_verdict
+
+    b, f, f1 = _pair(change=False)
+    faint = ball(SHAPE, NEW_LES[:3], NEW_LES[3]) & (b.brain.data > 0)
+    f1 = f1.copy()
+    f1[faint] += 0.06 * 1300.0  # white matter 0.45 -> 0.51 (noise 0.02 per voxel)
+    p1 = f.lesions.data.copy()
+    p1[faint] = 1.0  # the follow-up segmentation calls it lesion
+    ch = detect_changes(b.flair.data, f1, b.lesions.data, p1, b.brain.data > 0, (1.0, 1.0, 1.0), 0.5,
+                        ChangeOptions())
+    assert ch.count("new") == 0, ch.table
+    faint_calls = [c for c in ch.rejected if c.kind == "new"]
+    assert faint_calls and "faint FLAIR difference" in faint_calls[0].evidence["failed"]
+    lesions = [Lesion(t.label, t.voxels, t.change_mm3 / 1000, 0.0, 0.0, 0.0,
+                      extra={"change": t.kind, "evidence_supported": True})
+               for t in ch.table]
+    verdict = dit_verdict(ch, lesions)
+    assert verdict["verdict"] == "not met" and verdict["supporting_lesions"] == []
+    assert verdict["rejected_candidates_total"] >= 1 and "faint" in verdict["reason"]
+    # without the evidence requirement the same focus is called new (the issue-8 behaviour)
+    loose = ChangeOptions()
+    loose.evidence.required = False
+    old = detect_changes(b.flair.data, f1, b.lesions.data, p1, b.brain.data > 0, (1.0, 1.0, 1.0), 0.5, loose)
+    assert old.count("new") >= 1
+
+
+def test_quantile_matching_undoes_a_contrast_change_but_keeps_lesion_contrast():
+    from mslesion.longitudinal.change import match_quantiles
+
+    rng = np.random.default_rng(1)
+    target = rng.normal(0, 1, (30, 30, 30)).astype(np.float32)
+    moving = np.tanh(0.5 * target) * 3 + 0.2  # monotone, non-linear: another contrast
+    mask = np.ones(target.shape, bool)
+    matched = match_quantiles(moving, target, mask, 20)
+    inside = (target > np.percentile(target, 2)) & (target < np.percentile(target, 98))
+    assert np.abs(matched - target)[inside].max() < 0.15
+    assert np.abs(moving - target)[inside].max() > 0.5
+
+
+def test_grey_matter_contrast_change_is_not_a_lesion_change():
+    """Follow-up with brighter grey matter (another FLAIR contrast), lesions unchanged: no candidates."""
+    b, f, _ = _pair(change=False)
+    gm = (b.flair.data > 0.5 * 1000) & (b.flair.data < 0.7 * 1000) & (b.brain.data > 0)
+    f1 = f.flair.data.copy()
+    f1[gm] *= 1.25  # grey matter 0.55 -> 0.69 of the lesion level at follow-up only
+    loose = ChangeOptions(match_quantiles=0)
+    loose.evidence.required = False
+    raw = detect_changes(b.flair.data, f1, b.lesions.data, f.lesions.data, b.brain.data > 0, (1.0, 1.0, 1.0),
+                         0.5, loose)
+    matched = ChangeOptions()
+    matched.evidence.required = False
+    ch = detect_changes(b.flair.data, f1, b.lesions.data, f.lesions.data, b.brain.data > 0, (1.0, 1.0, 1.0),
+                        0.5, matched)
+    assert len(raw.table) > 0
+    assert ch.table == [], ch.table
+
+
 def test_no_change_gives_no_findings_despite_scale_bias_and_noise():
     b, f, f1 = _pair(seed=3, change=False)
     ch = _detect(b, f, f1)
@@ -132,7 +221,9 @@ def test_itk_transform_bad_files(tmp_path: Path):
 
 def test_cli_lists_compare_and_reports_missing_input(tmp_path: Path, capsys):
     assert main(["compare", "--help"]) == 0
-    assert "--followup-flair" in capsys.readouterr().out
+    helptext = capsys.readouterr().out
+    assert "--followup-flair" in helptext
+    assert "--min-significance" in helptext and "--no-evidence" in helptext
     b, _, _ = _pair()
     base = save(b.flair, tmp_path / "b.nii.gz")
     code = main(["compare", "--baseline-flair", str(base), "--followup-flair", str(tmp_path / "nope.nii.gz"),
@@ -172,6 +263,14 @@ def test_compare_end_to_end_on_shifted_phantom(tmp_path: Path):
     assert report["changes"]["enlarging"]["count"] == 1
     assert report["changes"]["disappearing"]["count"] == 1
     assert report["new_lesion_evidence"]["new_t2_lesion"] is True
+    dit = report["new_lesion_evidence"]["dissemination_in_time"]
+    assert dit["verdict"] == "met"
+    new_ids = [les.id for les in result.lesions if les.extra["change"] == "new"]
+    assert [e["id"] for e in dit["supporting_lesions"]] == new_ids
+    assert dit["supporting_lesions"][0]["evidence"]["flair_difference"] >= 0.6
+    calls = {c["change"]: c for c in report["change_calls"]}
+    assert set(calls) == {"new", "enlarging", "disappearing"}
+    assert calls["disappearing"]["evidence"]["resolved_fraction"] >= 0.5
     assert abs(report["registration"]["translation_mm"] - np.linalg.norm(shift)) < 0.5
     np.testing.assert_allclose(result.transform[:3, 3], shift, atol=0.5)
     on_follow = np.asarray(nib.load(str(out / "new_enlarging_followup.nii.gz")).dataobj)

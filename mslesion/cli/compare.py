@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..longitudinal import ChangeOptions, CompareOptions, compare_scans
+from ..longitudinal.evidence import EvidenceOptions
 from .analyze import add_model_arguments, options_from_args
 
 
@@ -29,6 +30,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"smallest new lesion in mm^3 (default {d.min_new_mm3:g})")
     p.add_argument("--change-z", type=float, default=d.z_seed,
                    help=f"z-score of the difference image that starts a change (default {d.z_seed:g})")
+    e = EvidenceOptions()
+    p.add_argument("--min-difference", type=float, default=e.min_difference,
+                   help="least FLAIR difference (robust z, brain p1-p99 span = 4) inside a change "
+                        f"(default {e.min_difference:g})")
+    p.add_argument("--min-significance", type=float, default=e.min_significance,
+                   help="least difference over the local noise around a change "
+                        f"(default {e.min_significance:g})")
+    p.add_argument("--no-evidence", action="store_true",
+                   help="keep change calls that the two scans do not support (issue-8 behaviour; "
+                        "recorded in the report)")
     add_model_arguments(p)
     p.set_defaults(func=run)
 
@@ -38,12 +49,18 @@ def run(args: argparse.Namespace) -> int:
     follow = {"flair": args.followup_flair, "t1": args.followup_t1}
     change = ChangeOptions(abs_growth_mm3=args.min_growth_mm3, rel_growth=args.min_growth_fraction,
                            min_new_mm3=args.min_new_mm3, z_seed=args.change_z,
-                           z_grow=min(ChangeOptions().z_grow, args.change_z))
+                           z_grow=min(ChangeOptions().z_grow, args.change_z),
+                           evidence=EvidenceOptions(required=not args.no_evidence, min_difference=args.min_difference,
+                                                    min_significance=args.min_significance))
     opts = CompareOptions(analyze=options_from_args(args), change=change, brain_mask=args.brain_mask)
     result = compare_scans(base, follow, args.out, opts)
     rep = result.report
     summary = {k: rep["changes"][k]["count"] for k in ("new", "enlarging", "shrinking", "disappearing")}
     summary["new_t2_lesion"] = rep["new_lesion_evidence"]["new_t2_lesion"]
+    dit = rep["new_lesion_evidence"]["dissemination_in_time"]
+    summary["dissemination_in_time"] = dit["verdict"]
+    summary["dit_supported_by"] = [e["id"] for e in dit["supporting_lesions"]]
+    summary["rejected_candidates"] = rep["rejected_candidates"]
     summary["model"] = rep["model"]["id"]
     summary["out"] = str(args.out)
     print(json.dumps(summary))

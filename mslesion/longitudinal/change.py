@@ -5,7 +5,8 @@ The method combines the two scans voxel by voxel instead of comparing two
 independent segmentations after the fact:
 
 1. both FLAIRs are re-normalised inside the *same* brain mask, so a change in
-   scanner scale is not mistaken for a change of tissue;
+   scanner scale is not mistaken for a change of tissue, and the follow-up's brain
+   quantiles are matched to the baseline's (a grey/white contrast change is no lesion change);
 2. the smoothed difference ``follow-up - baseline`` minus its slowly varying part
    (differential bias field) becomes a z-score against its own robust spread,
    estimated per bin of local edge strength (edges carry residual misregistration);
@@ -27,6 +28,7 @@ from scipy import ndimage
 
 from ..lesions import label_components
 from ..preprocess.normalize import robust_zscore
+from .evidence import EvidenceContext, EvidenceOptions, box_around
 
 NEW, ENLARGING, SHRINKING, DISAPPEARING = 1, 2, 3, 4
 KINDS = {NEW: "new", ENLARGING: "enlarging", SHRINKING: "shrinking", DISAPPEARING: "disappearing"}
@@ -45,7 +47,10 @@ class ChangeOptions:
     ``shift_tolerance_mm``: a change must beat the other scan's brightest voxel this close;
     ``z_unconfirmed``: peak z a new/disappeared lesion needs unless the segmenter confirms it;
     ``min_new_mm3``: smallest new/disappeared lesion; ``abs_growth_mm3``/``rel_growth``:
-    least growth (or shrinkage) in mm^3 and relative to the lesion it starts from.
+    least growth (or shrinkage) in mm^3 and relative to the lesion it starts from;
+    ``evidence``: what both scans must show for a call to be made (:mod:`.evidence`);
+    ``match_quantiles``: number of brain quantiles used to match the follow-up's intensities to
+    the baseline's before subtracting (0: robust z only).
     """
 
     z_seed: float = 4.0
@@ -64,6 +69,8 @@ class ChangeOptions:
     abs_growth_mm3: float = 6.0
     rel_growth: float = 0.2
     connectivity: int = 26
+    evidence: EvidenceOptions = field(default_factory=EvidenceOptions)
+    match_quantiles: int = 20
 
 
 @dataclass
@@ -79,6 +86,8 @@ class ChangeComponent:
     peak_z: float
     mean_z: float
     lesion_probability: float = 0.0
+    #: what both scans show (:class:`~mslesion.longitudinal.evidence.Evidence` as a dict)
+    evidence: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -89,6 +98,10 @@ class ChangeMaps:
     components: np.ndarray
     table: list[ChangeComponent] = field(default_factory=list)
     noise_sigma: float = 0.0
+    #: candidates the two scans did not support (not in the maps; label 0)
+    rejected: list[ChangeComponent] = field(default_factory=list)
+    #: normal-tissue FLAIR levels the evidence was measured against
+    levels: dict[str, float] = field(default_factory=dict)
 
     @property
     def new_enlarging(self) -> np.ndarray:
@@ -195,6 +208,8 @@ def detect_changes(f0: np.ndarray, f1: np.ndarray, p0: np.ndarray, p1: np.ndarra
     inner = _erode_mm(brain, o.edge_mm, spacing)
     g0 = robust_zscore(np.asarray(f0, np.float32), inner)
     g1 = robust_zscore(np.asarray(f1, np.float32), inner)
+    if o.match_quantiles:
+        g1 = match_quantiles(g1, g0, inner, o.match_quantiles)
     z, sigma_map, s0, s1 = _difference_parts(g0, g1, inner, spacing, o.smooth_mm, o.bias_mm)
     sigma = float(np.median(sigma_map[inner])) if inner.any() else 0.0
     if o.shift_tolerance_mm > 0:
@@ -216,14 +231,32 @@ def detect_changes(f0: np.ndarray, f1: np.ndarray, p0: np.ndarray, p1: np.ndarra
         fine = ndimage.gaussian_filter(g1 - g0, [0.5 / s for s in spacing])
         inc = _trim(inc, fine, o)
         dec = _trim(dec, -fine, o)
-    kinds = np.zeros(brain.shape, np.uint8)
-    comps = np.zeros(brain.shape, np.int32)
-    table: list[ChangeComponent] = []
+    ctx = EvidenceContext(g0, g1, np.asarray(p0, np.float32), np.asarray(p1, np.float32), inner, spacing,
+                          threshold, o.p_support, o.evidence)
+    out = ChangeMaps(np.zeros(brain.shape, np.uint8), np.zeros(brain.shape, np.int32), [], sigma, [], ctx.levels())
     sizes = _LesionSizes(les0, les1 | inc, o.connectivity)
-    _classify(inc, les0, z_inc, p1, threshold, vox_mm3, o, ENLARGING, NEW, sizes, kinds, comps, table)
+    _classify(inc, les0, les1 | inc, z_inc, p1, ctx, o, ENLARGING, NEW, sizes, out)
     sizes = _LesionSizes(les0, les1, o.connectivity)
-    _classify(dec, les1, z_dec, p0, threshold, vox_mm3, o, SHRINKING, DISAPPEARING, sizes, kinds, comps, table)
-    return ChangeMaps(kinds, comps, table, sigma)
+    _classify(dec, les1, les0 | dec, z_dec, p0, ctx, o, SHRINKING, DISAPPEARING, sizes, out)
+    return out
+
+
+def match_quantiles(moving: np.ndarray, target: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    """Monotone intensity matching: ``moving``'s brain quantiles mapped onto ``target``'s.
+
+    ``n`` quantiles between the 1st and 99th percentile inside ``mask``; linear beyond them with
+    the robust-z slope 1, so the brightest lesions keep their contrast.  A contrast change between
+    sessions (grey/white matter, CSF) then no longer shows as a difference; lesions cover too
+    little of the brain to move the quantiles.
+    """
+    qs = np.linspace(1, 99, n)
+    src = np.percentile(moving[mask], qs)
+    dst = np.percentile(target[mask], qs)
+    src = np.maximum.accumulate(src + np.arange(n) * 1e-6)
+    out = np.interp(moving, src, dst)
+    out = np.where(moving > src[-1], dst[-1] + (moving - src[-1]), out)
+    out = np.where(moving < src[0], dst[0] + (moving - src[0]), out)
+    return out.astype(np.float32)
 
 
 def _erode_mm(mask: np.ndarray, mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
@@ -302,31 +335,48 @@ def _padded(sl: tuple[slice, ...], shape: tuple[int, ...], pad: int = 2) -> tupl
     return tuple(slice(max(0, s.start - pad), min(n, s.stop + pad)) for s, n in zip(sl, shape))
 
 
-def _classify(mask: np.ndarray, anchor: np.ndarray, z: np.ndarray, p_bright: np.ndarray, threshold: float,
-              vox_mm3: float, o: ChangeOptions, grow_kind: int, new_kind: int, sizes: _LesionSizes,
-              kinds: np.ndarray, comps: np.ndarray, table: list[ChangeComponent]) -> None:
-    """Label the components of ``mask`` (increases or decreases) into ``kinds``/``comps``/``table``.
+def _classify(mask: np.ndarray, anchor: np.ndarray, bright_lesions: np.ndarray, z: np.ndarray,
+              p_bright: np.ndarray, ctx: EvidenceContext, o: ChangeOptions, grow_kind: int, new_kind: int,
+              sizes: _LesionSizes, out: ChangeMaps) -> None:
+    """Label the components of ``mask`` (increases or decreases) into ``out``.
 
     ``anchor`` is the lesion mask that shows the lesion already existed (baseline lesions for
-    increases) or still exists (follow-up lesions for decreases).  A component touching an
-    anchor lesion is a growth/shrinkage, kept when the changed part outside the anchor passes
-    ``abs_growth_mm3`` and ``rel_growth`` times the anchor lesion's size; otherwise it is a
-    new/disappeared lesion, kept when at least ``min_new_mm3`` and either its peak z reaches
-    ``z_unconfirmed`` or the segmenter calls it lesion (``p_bright >= threshold``) at the time
-    point where it is bright: a whole lesion appearing from nothing needs stronger evidence.
+    increases) or still exists (follow-up lesions for decreases); only anchor lesions the FLAIR
+    of their own scan shows as lesion-like count (a segmentation speck is no evidence).  A
+    component is a growth/shrinkage when it touches an anchor lesion, directly or through the
+    lesion it is part of at the bright time point (``bright_lesions``: a new focus confluent
+    with an old lesion is an enlargement of it); kept when the changed part outside the anchor
+    passes ``abs_growth_mm3`` and ``rel_growth`` times the anchor lesion's size.  Otherwise it
+    is a new/disappeared lesion, kept when at least ``min_new_mm3`` and either its peak z reaches
+    ``z_unconfirmed`` or the segmenter calls it lesion (``p_bright >= threshold``).
+    Every kept call then needs the evidence of both scans (:meth:`EvidenceContext.assess`);
+    calls without it go to ``out.rejected`` when ``o.evidence.required``.
     """
     labels, n = label_components(mask, o.connectivity)
     if n == 0:
         return
-    anchor_lab, _ = label_components(anchor, o.connectivity)
-    anchor_sizes = np.bincount(anchor_lab.ravel())
+    increase = grow_kind == ENLARGING
+    vox_mm3 = ctx.vox_mm3
+    anchor_lab, n_anchor = label_components(anchor, o.connectivity)
+    anchor_sizes = np.bincount(anchor_lab.ravel(), minlength=n_anchor + 1)
+    own = ctx.g0 if increase else ctx.g1  # anchors are baseline lesions for increases
+    own_level = ctx.lesion0 if increase else ctx.lesion1
+    bright_vox = np.bincount(anchor_lab.ravel(), weights=(own >= own_level).ravel(), minlength=n_anchor + 1)
+    real = bright_vox * vox_mm3 >= o.evidence.min_support_mm3
+    real[0] = False
+    bright_lab, _ = label_components(bright_lesions, o.connectivity)
+    both = (bright_lab > 0) & (anchor_lab > 0)
+    links = np.unique(np.stack([bright_lab[both], anchor_lab[both]]), axis=1) if both.any() else np.zeros((2, 0), int)
+    margin = max(o.evidence.shell_mm) + 1.0
     for idx, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
         sl = _padded(sl, mask.shape)
         comp = labels[sl] == idx
         ring = ndimage.binary_dilation(comp, iterations=1)
-        touched = np.setdiff1d(np.unique(anchor_lab[sl][ring]), [0])
+        mine = np.setdiff1d(np.unique(bright_lab[sl][comp]), [0])
+        touched = np.union1d(np.unique(anchor_lab[sl][ring]), links[1][np.isin(links[0], mine)])
+        touched = touched[real[touched.astype(int)]].astype(int)
         if touched.size:
             kind = grow_kind
             sel = comp & ~anchor[sl]
@@ -337,15 +387,27 @@ def _classify(mask: np.ndarray, anchor: np.ndarray, z: np.ndarray, p_bright: np.
             kind = new_kind
             sel = comp
             nsel = int(sel.sum())
-            confirmed = float(z[sl][comp].max()) >= o.z_unconfirmed or float(p_bright[sl][comp].max()) >= threshold
+            confirmed = float(z[sl][comp].max()) >= o.z_unconfirmed or float(p_bright[sl][comp].max()) >= ctx.threshold
             keep = nsel * vox_mm3 >= o.min_new_mm3 and confirmed
         if not keep:
             continue
-        label = len(table) + 1
-        comps[sl][sel] = label
-        kinds[sl][sel] = kind
-        v0, v1 = sizes.around(sl, ring)
+        box = box_around(sl, mask.shape, ctx.spacing, margin)
+        changed = np.zeros(mask.shape, bool)[box]
+        inner_sl = tuple(slice(a.start - b.start, a.stop - b.start) for a, b in zip(sl, box))
+        changed[inner_sl] = sel
+        extent = None
+        if kind == DISAPPEARING:
+            extent = changed | np.isin(bright_lab[box], mine)
+        evidence = ctx.assess(box, changed, increase, extent)
         zc = z[sl][comp]
-        table.append(ChangeComponent(label, KINDS[kind], nsel, round(nsel * vox_mm3, 2), round(v0 * vox_mm3, 2),
-                                     round(v1 * vox_mm3, 2), round(float(zc.max()), 2), round(float(zc.mean()), 2),
-                                     round(float(p_bright[sl][comp].max()), 3)))
+        v0, v1 = sizes.around(sl, ring)
+        row = ChangeComponent(0, KINDS[kind], nsel, round(nsel * vox_mm3, 2), round(v0 * vox_mm3, 2),
+                              round(v1 * vox_mm3, 2), round(float(zc.max()), 2), round(float(zc.mean()), 2),
+                              round(float(p_bright[sl][comp].max()), 3), evidence.as_dict())
+        if o.evidence.required and not evidence.supported:
+            out.rejected.append(row)
+            continue
+        row.label = len(out.table) + 1
+        out.components[sl][sel] = row.label
+        out.kinds[sl][sel] = kind
+        out.table.append(row)

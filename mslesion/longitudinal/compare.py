@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from ..segment import Segmenter, load_segmenter
 from ..volume import Volume
 from .change import KINDS, ChangeMaps, ChangeOptions, detect_changes
 from .transforms import rigid_parameters
+from .verdict import MEANING, call_entries, dit_verdict
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
                   segmenter: Segmenter | None = None) -> CompareResult:
     """Detect lesion change from ``baseline`` to ``followup`` (dicts of contrast -> path, 'flair' required)."""
     opts = options or CompareOptions()
+    if not opts.change.evidence.required:
+        log.warning("change calls are NOT checked against both scans (evidence not required): faint or "
+                    "one-scan-only changes are reported; the DIT verdict does not count them")
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     vols0 = _load("baseline", baseline)
@@ -174,7 +178,7 @@ def _detect_in_box(f0: np.ndarray, f1: np.ndarray, p0: np.ndarray, p1: np.ndarra
     comps = np.zeros(brain.shape, found.components.dtype)
     kinds[box] = found.kinds
     comps[box] = found.components
-    return ChangeMaps(kinds, comps, found.table, found.noise_sigma)
+    return ChangeMaps(kinds, comps, found.table, found.noise_sigma, found.rejected, found.levels)
 
 
 def drop_small_changes(changes: ChangeMaps, min_lesion_mm3: float) -> ChangeMaps:
@@ -187,7 +191,8 @@ def drop_small_changes(changes: ChangeMaps, min_lesion_mm3: float) -> ChangeMaps
     kinds[gone] = 0
     comps[gone] = 0
     log.info("%d change(s) of lesions below %g mm^3 dropped", len(small), min_lesion_mm3)
-    return ChangeMaps(kinds, comps, [c for c in changes.table if c.label not in small], changes.noise_sigma)
+    return ChangeMaps(kinds, comps, [c for c in changes.table if c.label not in small], changes.noise_sigma,
+                      changes.rejected, changes.levels)
 
 
 def _with_brain(pre: Preprocessed, mask: np.ndarray) -> Preprocessed:
@@ -255,11 +260,23 @@ def _lesions_on_grid(comps: Volume, changes: ChangeMaps) -> tuple[np.ndarray, li
                               extra={"change": comp.kind, "baseline_volume_ml": round(comp.baseline_mm3 / 1000, 5),
                                      "followup_volume_ml": round(comp.followup_mm3 / 1000, 5),
                                      "peak_z": comp.peak_z, "mean_z": comp.mean_z,
-                                     "lesion_probability": comp.lesion_probability}))
+                                     "lesion_probability": comp.lesion_probability,
+                                     **_evidence_columns(comp.evidence)}))
     missing = n - len(present)
     if missing:
         log.info("%d tiny change component(s) vanished when resampled to the native grid", missing)
     return labels, lesions
+
+
+def _evidence_columns(evidence: dict) -> dict:
+    """The evidence of one change as flat table columns (robust-z FLAIR units)."""
+    names = {"difference": "flair_difference", "significance": "difference_significance",
+             "bright_flair": "flair_where_bright", "other_flair": "flair_where_normal",
+             "support_mm3": "support_mm3", "resolved_fraction": "resolved_fraction"}
+    cols = {new: evidence.get(old) for old, new in names.items()}
+    cols["evidence_supported"] = evidence.get("supported")
+    cols["evidence_failed"] = "; ".join(evidence.get("failed", []))
+    return cols
 
 
 def build_compare_report(vols0: dict[str, Volume], vols1: dict[str, Volume], seg: Segmenter, threshold: float,
@@ -273,6 +290,10 @@ def build_compare_report(vols0: dict[str, Volume], vols1: dict[str, Volume], seg
         regions.setdefault(kind, {})
         regions[kind][les.region] = regions[kind].get(les.region, 0) + 1
     n_new = summary["new"]["count"]
+    dit = dit_verdict(changes, lesions)
+    rejected: dict[str, int] = {}
+    for cand in changes.rejected:
+        rejected[cand.kind] = rejected.get(cand.kind, 0) + 1
     return {
         "changes": summary,
         "new_or_enlarging_count": n_new + summary["enlarging"]["count"],
@@ -282,13 +303,14 @@ def build_compare_report(vols0: dict[str, Volume], vols1: dict[str, Volume], seg
         # dissemination in space is a property of all lesions at one time point (see `analyze`),
         # not of the changes, so it is deliberately not reported here
         "new_lesion_evidence": {
-            "new_t2_lesion": n_new > 0,
+            "new_t2_lesion": dit["verdict"] == "met",
             "new_lesions": n_new,
             "enlarging_lesions": summary["enlarging"]["count"],
-            "meaning": "MRI research measure of dissemination in time: at least one new T2-hyperintense "
-                       "lesion on the follow-up compared with the baseline (McDonald 2017 DIT wording). "
-                       "Automated, not a diagnosis; confirm on the images.",
+            "dissemination_in_time": dit,
+            "meaning": MEANING,
         },
+        "rejected_candidates": rejected,
+        "change_calls": call_entries(lesions),
         "registration": {"followup_to_baseline_ras": np.round(transform, 6).tolist(), **rigid_parameters(transform)},
         "inputs": {
             f"{when}_{name}": {"path": str(v.path), "sha256": sha256_of(v.path) if v.path else None,
@@ -296,9 +318,9 @@ def build_compare_report(vols0: dict[str, Volume], vols1: dict[str, Volume], seg
             for when, vols in (("baseline", vols0), ("followup", vols1)) for name, v in vols.items()
         },
         "model": {"id": seg.model_id, "kind": seg.kind, "threshold": threshold},
-        "settings": {"change": dict(opts.change.__dict__), "device": opts.analyze.device,
+        "settings": {"change": asdict(opts.change), "device": opts.analyze.device,
                      "min_lesion_mm3": opts.analyze.min_lesion_mm3,
-                     "noise_sigma": round(changes.noise_sigma, 5)},
+                     "noise_sigma": round(changes.noise_sigma, 5), "evidence_levels": changes.levels},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "mslesion_version": __version__,
     }

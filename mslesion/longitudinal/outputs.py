@@ -48,8 +48,12 @@ def write_qc(result: "CompareResult", out: Path, pre0: "Preprocessed", follow: "
                          title="Baseline vs follow-up (registered to baseline)")
     rows = [les.row() for les in result.lesions]
     rep = result.report
-    summary = {"changes": rep["changes"], "new_lesion_evidence": {k: v for k, v in rep["new_lesion_evidence"].items()
-                                                                  if k != "meaning"},
+    dit = rep["new_lesion_evidence"]["dissemination_in_time"]
+    summary = {"changes": rep["changes"],
+               "new_lesion_evidence": {"new_t2_lesion": rep["new_lesion_evidence"]["new_t2_lesion"],
+                                       "dissemination_in_time": dit["verdict"], "why": dit["reason"],
+                                       "supporting_lesion_ids": [e["id"] for e in dit["supporting_lesions"]]},
+               "rejected_candidates": rep.get("rejected_candidates", {}),
                "registration": {k: v for k, v in rep["registration"].items() if k != "followup_to_baseline_ras"},
                "model": rep["model"]}
     return write_report_html(out, "mslesion compare", summary, rows,

@@ -1,0 +1,73 @@
+"""Dissemination-in-time verdict of a comparison, with the lesions that support it (issue 21).
+
+McDonald 2017: dissemination in time can be shown by "a new T2-hyperintense or
+gadolinium-enhancing lesion on follow-up MRI, with reference to a baseline scan".  Here only
+FLAIR pairs are compared, so the verdict rests on *new* lesions whose evidence both scans
+support (:mod:`.evidence`) and whose change is at least 3 mm across (``MIN_LESION_MM3``, the
+usual minimum size of an MS lesion).  Enlarging lesions are listed as activity but do not
+count (McDonald 2017 names new lesions).  Candidates the scans did not support (faint or
+unsupported changes) are listed with the reason and never count.
+"""
+from __future__ import annotations
+
+from ..lesions import Lesion
+from .change import ChangeMaps
+
+#: volume of a 3 mm sphere: a new lesion smaller than that does not count for DIT
+MIN_LESION_MM3 = 14.1
+
+MEANING = ("MRI research measure of dissemination in time: at least one new T2-hyperintense lesion on the "
+           "follow-up compared with the baseline (McDonald 2017 DIT wording), each supported by both scans "
+           "(follow-up FLAIR lesion-like, baseline FLAIR normal-appearing there, clear positive FLAIR difference "
+           "standing out of the local noise). Automated, not a diagnosis; confirm on the images.")
+
+
+#: the evidence columns of a change lesion (see ``compare._evidence_columns``)
+EVIDENCE_COLUMNS = ("flair_difference", "difference_significance", "flair_where_bright", "flair_where_normal",
+                    "support_mm3", "resolved_fraction", "lesion_probability")
+
+
+def call_entries(lesions: list[Lesion]) -> list[dict]:
+    """Every change call with its evidence, for the report."""
+    return [_entry(les) for les in lesions]
+
+
+def _entry(les: Lesion) -> dict:
+    return {"id": les.id, "change": les.extra["change"], "volume_ml": les.volume_ml, "region": les.region,
+            "centroid_mm": [les.centroid_x, les.centroid_y, les.centroid_z],
+            "evidence": {k: les.extra.get(k) for k in EVIDENCE_COLUMNS}}
+
+
+def dit_verdict(changes: ChangeMaps, lesions: list[Lesion], max_listed: int = 30) -> dict:
+    """``{"verdict": "met"|"not met", "supporting_lesions": [...], "reason": ...}`` for the report."""
+    new = [les for les in lesions if les.extra.get("change") == "new" and les.extra.get("evidence_supported")]
+    unsupported = [les for les in lesions
+                   if les.extra.get("change") == "new" and not les.extra.get("evidence_supported")]
+    counted = [les for les in new if les.volume_ml * 1000 >= MIN_LESION_MM3]
+    small = [les for les in new if les.volume_ml * 1000 < MIN_LESION_MM3]
+    enlarging = [les for les in lesions if les.extra.get("change") == "enlarging"]
+    faint = [c for c in changes.rejected if c.kind in ("new", "enlarging")]
+    if counted:
+        reason = (f"{len(counted)} new lesion(s) of at least {MIN_LESION_MM3:g} mm^3, each supported by both scans")
+    elif faint or small or enlarging or unsupported:
+        reason = ("no new lesion supported by both scans: only "
+                  + ", ".join(p for p in (f"{len(faint)} faint or unsupported candidate(s)" if faint else "",
+                                          f"{len(small)} new lesion(s) under {MIN_LESION_MM3:g} mm^3" if small else "",
+                                          f"{len(unsupported)} new call(s) without two-scan evidence "
+                                          "(evidence not required)" if unsupported else "",
+                                          f"{len(enlarging)} enlarging lesion(s) (not counted)" if enlarging else "")
+                                if p))
+    else:
+        reason = "no new or enlarging lesion found"
+    return {
+        "verdict": "met" if counted else "not met",
+        "reason": reason,
+        "supporting_lesions": [_entry(les) for les in counted],
+        "enlarging_lesions_not_counted": [_entry(les) for les in enlarging],
+        "rejected_candidates": [
+            {"change": c.kind, "volume_ml": round(c.change_mm3 / 1000, 5), "why": c.evidence.get("failed", []),
+             "difference": c.evidence.get("difference"), "significance": c.evidence.get("significance")}
+            for c in sorted(faint, key=lambda c: -c.change_mm3)[:max_listed]],
+        "rejected_candidates_total": len(faint),
+        "rule": f"new lesion supported by both scans and >= {MIN_LESION_MM3:g} mm^3 (3 mm sphere)",
+    }
