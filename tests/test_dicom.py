@@ -12,10 +12,10 @@ from mslesion.preprocess.registration import rigid_matrix
 from mslesion.preprocess.resample import reorient_canonical
 from mslesion.volume import Volume
 
-pydicom = pytest.importorskip("pydicom")
-from pydicom.uid import generate_uid  # noqa: E402
+# pydicom is a core dependency (pyproject): missing, these imports fail rather than skip
+from pydicom.uid import generate_uid
 
-from .factories import mr_dataset  # noqa: E402
+from .factories import mr_dataset
 
 FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
 
