@@ -177,8 +177,8 @@ def test_shared_gpu_inference_with_trained_model(tmp_path: Path) -> None:
     """On a CUDA machine: CPU workers preprocess, the parent's one model predicts (auto-selected for GPU)."""
     from mslesion.model import resolve_model_folder
 
-    if not (resolve_model_folder("auto", {"flair"}) / "model.json").is_file():
-        pytest.skip("no trained model installed")
+    folder = resolve_model_folder("auto", {"flair"})
+    assert (folder / "model.json").is_file(), f"the shipped trained model is missing: {folder}"
     bids = make_bids(tmp_path / "bids", 3)
     opts = AnalyzeOptions(model="auto", device="cuda", preprocess=BASELINE.preprocess)
     res = run_batch(bids, tmp_path / "deriv", opts, BatchOptions(workers=2, quiet=True))

@@ -399,8 +399,7 @@ def test_analyze_isbi_flair_with_trained_model(shared_data, tmp_path):
     from mslesion.metrics import evaluate
 
     folder = resolve_model_folder("auto", {"flair"})
-    if not (folder / "model.json").is_file():
-        pytest.skip(f"no trained model in {folder}")
+    assert (folder / "model.json").is_file(), f"the shipped trained model is missing: {folder}"
     case = shared_data / "brain_ms" / "isbi2015" / "training01"
     out = tmp_path / "out"
     assert main(["analyze", "--flair", str(case / "flair.nii.gz"), "--out", str(out), "--device", "cpu"]) == 0
