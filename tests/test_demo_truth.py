@@ -8,7 +8,6 @@ lesions (``lesions_truth.nii.gz``) at known MNI sites whose expected region is l
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
