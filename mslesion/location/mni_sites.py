@@ -80,6 +80,8 @@ def atlas_sites(flair: Volume, seed: int = 0, counts: dict[str, int] | None = No
 
     * ``pons``: brainstem voxels 4 mm inside the brainstem, MNI z in [-38, -18];
     * ``cerebellum``: cerebellar voxels 5 mm inside the cerebellum, |x| >= 15 mm;
+    * pons and cerebellum sites also lie >= 4 mm from any CSF-dark voxel of the subject's own FLAIR
+      (inside the subject's brain, not in a cistern or the fourth ventricle);
     * ``cso``: cerebral white matter voxels 7 mm inside the atlas white matter, MNI z in [20, 45],
       and 9 mm from any CSF-dark voxel of the subject's own FLAIR (so a lesion of radius <= 3.5 mm
       stays > 5 mm from CSF: neither periventricular nor juxtacortical);
@@ -104,9 +106,11 @@ def atlas_sites(flair: Volume, seed: int = 0, counts: dict[str, int] | None = No
 
     sites: list[Site] = []
     pons = inside(atlas.BRAINSTEM, 4.0) & (z >= -38) & (z <= -18)
-    sites += [Site("pons", tuple(p)) for p in _pick(_mni_points(pons, aff), counts["pons"], rng, 6.0)]
-    cereb = inside(atlas.CEREBELLUM, 5.0) & (np.abs(x) >= 15)
-    sites += [Site("cerebellum", tuple(p)) for p in _pick(_mni_points(cereb, aff), counts["cerebellum"], rng)]
+    for kind, region, min_apart in (("pons", pons, 6.0),
+                                    ("cerebellum", inside(atlas.CEREBELLUM, 5.0) & (np.abs(x) >= 15), 12.0)):
+        candidates = _far_from_dark(flair, _pick(_mni_points(region, aff), 20 * counts[kind], rng, min_apart), 4.0)
+        sites += [Site(kind, tuple(p)) for p in _pick(np.array(candidates).reshape(-1, 3), counts[kind], rng,
+                                                       min_apart)]
     cso = inside(atlas.WM, 7.0) & (z >= 20) & (z <= 45)
     candidates = _far_from_dark(flair, _pick(_mni_points(cso, aff), 20 * counts["cso"], rng, 8.0), 9.0)
     sites += [Site("cso", tuple(p)) for p in _pick(np.array(candidates).reshape(-1, 3), counts["cso"], rng)]
