@@ -11,14 +11,8 @@ from mslesion.pipeline import merge_spine
 
 from .factories import make_phantom, save
 from .test_spine import cord_phantom
-
-
-class _FakeSpine:
-    def __init__(self, lengths):
-        self.lesions = [{"id": i + 1, "volume_mm3": 50.0, "length_mm": L} for i, L in enumerate(lengths)]
-        self.report = {"image": {"path": "spine.nii.gz"},
-                       "mcdonald_dis": {"qualifying_lesions_per_area": {"spinal_cord": sum(L >= 3 for L in lengths)}}}
-        self.out_dir = None
+from .test_spine_size_rule import spine_result
+from .truth import assert_finds_phantom_lesions
 
 
 def _brain_report(pv: int, jc: int, it: int) -> dict:
@@ -28,19 +22,22 @@ def _brain_report(pv: int, jc: int, it: int) -> dict:
                                                              "infratentorial": it, "spinal_cord": 0}}}
 
 
-@pytest.mark.parametrize("brain, cord_lengths, met, areas", [
-    ((1, 0, 0), [8.0], True, ["periventricular", "spinal_cord"]),
-    ((1, 0, 0), [2.0], False, ["periventricular"]),        # cord lesion below the size rule
-    ((0, 0, 0), [8.0, 9.0], False, ["spinal_cord"]),       # one area only
+@pytest.mark.parametrize("brain, cord_lesions, met, areas", [
+    ((1, 0, 0), ["over_along_cord"], True, ["periventricular", "spinal_cord"]),
+    ((1, 0, 0), ["under"], False, ["periventricular"]),    # cord lesion below the 3 mm size rule
+    ((0, 0, 0), ["over_left_right", "over_along_cord"], False, ["spinal_cord"]),  # one area only
     ((1, 1, 0), [], True, ["periventricular", "juxtacortical"]),
 ])
-def test_merge_spine_combines_areas(brain, cord_lengths, met, areas):
+def test_merge_spine_combines_areas(brain, cord_lesions, met, areas):
+    """Real spinal analyses of painted cord phantoms (tests/test_spine_size_rule.py) merged into a brain report."""
     report = _brain_report(*brain)
-    merge_spine(report, [_FakeSpine(cord_lengths)], LocationOptions())
+    spine, _ = spine_result(*cord_lesions)
+    assert len(spine.lesions) == len(cord_lesions)
+    merge_spine(report, [spine], LocationOptions())
     assert report["mcdonald_dis"]["met"] is met
     assert report["mcdonald_dis"]["areas_involved"] == areas
     assert report["mcdonald_dis"]["areas_not_assessed"] == []
-    assert report["regions"]["spinal_cord"]["count"] == len(cord_lengths)
+    assert report["regions"]["spinal_cord"]["count"] == len(cord_lesions)
     assert report["regions"]["periventricular"]["count"] == brain[0]
 
 
@@ -53,7 +50,19 @@ def test_analyze_with_spine_phantom(tmp_path, capsys):
     rc = main(["analyze", "--flair", str(flair), "--spine", str(spine), "--out", str(out), "--model", "baseline"])
     assert rc == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
-    assert report["regions"]["spinal_cord"]["count"] >= 1
+    # the answers against the truth: the brain's two painted lesions, the cord's one
+    from mslesion.io import load_volume
+    from mslesion.metrics import score_arrays
+
+    assert_finds_phantom_lesions(load_volume(out / "lesions.nii.gz"), brain.lesions)
+    assert report["lesion_count"] == 2
+    cord_found = load_volume(out / "spine" / "0" / "cord_lesions.nii.gz").data > 0
+    cord_scores = score_arrays(cord_found, lesion_truth, 1.0)
+    assert cord_scores.lesion_f1 == 1.0 and cord_scores.dice >= 0.5, cord_scores  # test_spine: same phantom
+    assert report["regions"]["spinal_cord"]["count"] == 1
+    # the cord lesion is 12.5 mm long: it qualifies, and the cord is a McDonald area of the verdict
+    assert report["mcdonald_dis"]["qualifying_lesions_per_area"]["spinal_cord"] == 1
+    assert "spinal_cord" in report["mcdonald_dis"]["areas_involved"]
     assert "spinal_cord" in report["mcdonald_dis"]["qualifying_lesions_per_area"]
     assert "spinal_cord" not in report["mcdonald_dis"]["areas_not_assessed"]
     assert (out / "spine" / "0" / "cord.nii.gz").is_file()

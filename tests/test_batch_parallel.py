@@ -19,9 +19,20 @@ from mslesion.batch.worker import settings_of
 from mslesion.pipeline import AnalyzeOptions
 
 from .factories import make_phantom, save
-from .test_batch import BASELINE, quick_location  # noqa: F401  (autouse: in-process runs skip the atlas fit)
+from .test_batch import BASELINE, quick_location, read_csv  # noqa: F401  (autouse: in-process runs skip the atlas fit)
 
-FULL = AnalyzeOptions(model="baseline")  # the whole pipeline, as `mslesion batch --model baseline` runs it
+#: the whole pipeline, as `mslesion batch --model baseline` runs it.  NOTE: the autouse ``quick_location``
+#: fixture of test_batch.py replaces the atlas-based lesion location in every in-process run of this
+#: module; a test that means the whole pipeline puts the real one back with ``real_location``.
+FULL = AnalyzeOptions(model="baseline")
+
+
+@pytest.fixture()
+def real_location(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Undo ``quick_location``: in-process analyses run the real atlas-based lesion location."""
+    from mslesion import location, pipeline
+
+    monkeypatch.setattr(pipeline, "locate", location.locate)
 
 
 def make_bids(root: Path, n: int, shape=(40, 40, 30)) -> Path:
@@ -96,7 +107,7 @@ def test_two_workers_and_shared_inference_match_sequential(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_dask_local_cluster(tmp_path: Path) -> None:
-    distributed = pytest.importorskip("distributed")
+    distributed = pytest.importorskip("distributed")  # optional: the `dask` extra of pyproject
     bids = make_bids(tmp_path / "bids", 2)
     bad = bids / "sub-99" / "anat"
     bad.mkdir(parents=True)
@@ -113,8 +124,6 @@ def test_dask_local_cluster(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_longitudinal_consecutive_sessions(tmp_path: Path) -> None:
-    pytest.importorskip("mslesion.longitudinal")
-    pytest.importorskip("mslesion.preprocess.registration")
     bids = tmp_path / "bids"
     for ses, lesions in (("1", ((20, 26, 15, 3.0),)), ("2", ((20, 26, 15, 3.0), (12, 16, 15, 2.5)))):
         anat = bids / "sub-01" / f"ses-{ses}" / "anat"
@@ -137,8 +146,7 @@ def test_longitudinal_consecutive_sessions(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_real_brain_and_spine_subject(tmp_path: Path, shared_data: Path) -> None:
-    pytest.importorskip("mslesion.spine")
+def test_real_brain_and_spine_subject(tmp_path: Path, shared_data: Path, real_location: None) -> None:
     anat = tmp_path / "bids" / "sub-01" / "anat"
     anat.mkdir(parents=True)
     real = nib.load(shared_data / "brain_ms/isbi2015/training01/flair.nii.gz")
@@ -148,6 +156,13 @@ def test_real_brain_and_spine_subject(tmp_path: Path, shared_data: Path) -> None
     assert res.failures == [] and res.done == 1
     report = json.loads(next((tmp_path / "deriv").rglob("*_desc-lesions_report.json")).read_text())
     assert report["inputs"]["flair"]["shape"] == [160, 176, 22] and report["lesion_count"] > 0
+    # the real lesion location ran: every lesion has a McDonald region and an MNI centroid
+    from mslesion.location import REGIONS
+
+    assert "unclassified" not in report["regions"]
+    assert sum(report["regions"][r]["count"] for r in REGIONS if r != "spinal_cord") == report["lesion_count"]
+    rows = read_csv(next((tmp_path / "deriv").rglob("*_desc-lesions_lesions.csv")))
+    assert rows and all(r["region"] in REGIONS and r["mni_x"] != "" for r in rows)
     spine = report["spine"][0]
     assert spine["image"].endswith("acq-cspine_T2w.nii.gz") and spine["lesion_count"] >= 1   # the synthetic cord lesion
     combined = report["mcdonald_dis"]  # one verdict over brain and cord
@@ -162,8 +177,8 @@ def test_shared_gpu_inference_with_trained_model(tmp_path: Path) -> None:
     """On a CUDA machine: CPU workers preprocess, the parent's one model predicts (auto-selected for GPU)."""
     from mslesion.model import resolve_model_folder
 
-    if not (resolve_model_folder("auto", {"flair"}) / "model.json").is_file():
-        pytest.skip("no trained model installed")
+    folder = resolve_model_folder("auto", {"flair"})
+    assert (folder / "model.json").is_file(), f"the shipped trained model is missing: {folder}"
     bids = make_bids(tmp_path / "bids", 3)
     opts = AnalyzeOptions(model="auto", device="cuda", preprocess=BASELINE.preprocess)
     res = run_batch(bids, tmp_path / "deriv", opts, BatchOptions(workers=2, quiet=True))

@@ -12,6 +12,7 @@ from mslesion.cli import get_parser, main
 from mslesion.volume import Volume
 
 from .factories import make_affine, make_phantom, save
+from .truth import assert_finds_phantom_lesions
 
 
 @pytest.fixture()
@@ -55,6 +56,12 @@ def test_analyze_writes_four_outputs_on_flair_grid(tmp_path, phantom_files, caps
     report = json.loads((out / "report.json").read_text())
     assert report["lesion_count"] == len((out / "lesions.csv").read_text().strip().splitlines()) - 1
     assert report["model"]["kind"] == "classical-baseline"
+    # the answer, not only its shape: the two painted lesions and nothing else
+    from mslesion.io import load_volume
+
+    scores = assert_finds_phantom_lesions(load_volume(out / "lesions.nii.gz"), phantom_files["phantom"].lesions)
+    assert report["lesion_count"] == 2
+    assert report["total_volume_ml"] == pytest.approx(scores.pred_volume_ml, abs=1e-3)
     assert len(report["inputs"]["flair"]["sha256"]) == 64
     assert set(report["inputs"]) == {"flair", "t1"}
     assert not [p for p in out.rglob("*mslesion-tmp*")]

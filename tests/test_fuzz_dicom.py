@@ -17,20 +17,18 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+# pydicom is a core dependency (pyproject): missing, these imports fail rather than skip
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+import mslesion.dicom  # noqa: F401  (load_volume reads DICOM folders through it)
 from mslesion.errors import InputError
 from mslesion.io import load_volume
 
-pydicom = pytest.importorskip("pydicom")
-pytest.importorskip("mslesion.dicom", reason="mslesion/dicom.py (issue 3) not there yet")
-
-from pydicom.dataset import Dataset  # noqa: E402
-from pydicom.uid import generate_uid  # noqa: E402
-
-from .factories import mr_dataset  # noqa: E402
+from .factories import mr_dataset
 
 EXAMPLES = max(20, int(os.environ.get("MSLESION_FUZZ_EXAMPLES", "300")) // 2)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,

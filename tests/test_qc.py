@@ -279,6 +279,9 @@ def test_analyzer_writes_report_html(tmp_path):
     ph = make_phantom()
     flair = save(ph.flair, tmp_path / "flair.nii.gz")
     result = Analyzer(AnalyzeOptions(model="baseline")).run({"flair": flair}, tmp_path / "out")
+    from .truth import assert_finds_phantom_lesions
+
+    assert_finds_phantom_lesions(result.lesion_mask, ph.lesions)   # the page shows the right answer
     html = (tmp_path / "out" / "report.html").read_text()
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert f'data-key="lesion_count" data-value="{report["lesion_count"]}"' in html

@@ -60,12 +60,15 @@ def test_phantom_t2_cord_and_lesion(tmp_path: Path) -> None:
     res = analyze_volume(vol, "t2", tmp_path)
     assert dice(res.cord_mask.data > 0, cord) >= 0.85
     s = score_arrays(res.lesion_mask.data > 0, les, vol.voxel_volume_ml)
-    assert s.lesion_f1 == 1.0 and s.dice > 0.5
+    # measured for issue 20 over seeds 0-3: Dice 0.78-0.81; floor 0.7
+    assert s.lesion_f1 == 1.0 and s.dice >= 0.7, s
     assert not (res.lesion_mask.data.astype(bool) & ~res.cord_mask.data.astype(bool)).any(), "lesions only inside the cord"
     row = res.lesions[0]
     assert row["length_mm"] == pytest.approx(12.5, abs=2.0)          # lesion is 12.5 mm long along the cord
     assert row["max_axial_extent_mm"] == pytest.approx(5.0, abs=1.6)
-    assert row["volume_mm3"] == pytest.approx(les.sum() * 0.64, rel=0.5)
+    # the detector grows a lesion by about one voxel shell into the noise (sd 0.03): measured over seeds
+    # 0-3, 1.36-1.41x the painted 154 mm^3.  Band: no underestimate, at most +50 %.
+    assert 1.0 <= row["volume_mm3"] / (les.sum() * 0.64) <= 1.5, row
     for name in OUTPUT_FILES:
         assert (tmp_path / name).is_file(), name
     assert not list(tmp_path.glob(".*mslesion-tmp*")), "atomic writes leave no temp files"
