@@ -84,6 +84,24 @@ def anterior_profile(img: np.ndarray, centres: np.ndarray, radii: np.ndarray, zo
     return prof
 
 
+#: automatic disc detection needs slices at most this far apart along the cord (discs are 4-6 mm thick)
+MAX_DISC_SLICE_MM = 3.0
+#: ... and a field of view at least this long along the cord (about one vertebra)
+MIN_DISC_FOV_MM = 12.0
+
+
+def auto_levels_limit(nz: int, dz_mm: float) -> str | None:
+    """Why automatic disc detection cannot work on this grid (None: it can be tried)."""
+    if dz_mm > MAX_DISC_SLICE_MM:
+        return (f"slices are {dz_mm:.3g} mm apart along the cord, so the intervertebral discs (4-6 mm thick) "
+                f"are not resolved (automatic detection needs <= {MAX_DISC_SLICE_MM:g} mm); "
+                f"give disc labels (--disc-labels) to get levels")
+    if nz * dz_mm < MIN_DISC_FOV_MM:
+        return (f"the image covers only {nz * dz_mm:.3g} mm along the cord, less than one vertebra "
+                f"({MIN_DISC_FOV_MM:g} mm); give disc labels (--disc-labels) to get levels")
+    return None
+
+
 def detect_discs(profile: np.ndarray, dz_mm: float, top_disc: int = 3, min_gap_mm: float = 11.0) -> list[tuple[float, int]]:
     """Intervertebral discs as narrow extrema of the anterior profile, numbered from the top.
 
@@ -96,7 +114,7 @@ def detect_discs(profile: np.ndarray, dz_mm: float, top_disc: int = 3, min_gap_m
     from scipy import ndimage, signal
 
     nz = len(profile)
-    if nz * dz_mm < 12.0 or dz_mm > 3.0:
+    if auto_levels_limit(nz, dz_mm) is not None:
         return []
     step = 1.0
     zz = np.arange(0, (nz - 1) * dz_mm + 1e-6, step)
