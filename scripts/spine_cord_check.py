@@ -4,7 +4,9 @@
 For every image and contrast: the features of the traced "cord", the verdict, and (spine scans
 with a manual cord mask) the cord Dice.  Figures are quoted in notes/issue-16.md.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/spine_cord_check.py [--contrasts t2 t1] [--only brain|spine] [FILES...]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/spine_cord_check.py [--contrasts t2 t1] [--only brain|spine]
+        [--save DIR] [FILES...]
+    .venv/bin/python scripts/spine_cord_check.py --npz DIR   # table again from saved per-slice measures
 """
 from __future__ import annotations
 
@@ -43,13 +45,29 @@ def brain_images() -> list[str]:
                   if p.name.split(".")[0].split("_")[-1] in keep)
 
 
+def from_npz(folder: Path) -> None:
+    """The features and verdicts of saved per-slice measures, with the current criteria."""
+    print("image | contrast | length_mm | tube_fraction | csa_mm2 | score | verdict")
+    for f in sorted(folder.glob("*.npz")):
+        m = dict(np.load(f))
+        dz = float(m.pop("dz"))
+        *parts, contrast = f.stem.split("__")
+        feats = summarise(m, dz)
+        problems = cord_problems(feats)
+        print(f"{'/'.join(parts)} | {contrast} | {feats['length_mm']} | {feats['tube_fraction']} | "
+              f"{feats['csa_median_mm2']} | {cord_score(feats):.2f} | {'cord' if not problems else 'no cord'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="*")
     ap.add_argument("--contrasts", nargs="+", default=["t2", "t2s", "t1"])
     ap.add_argument("--save", type=Path, default=None, help="folder for the per-slice measures (.npz)")
     ap.add_argument("--only", choices=["brain", "spine"], default=None)
+    ap.add_argument("--npz", type=Path, default=None, help="re-summarise the measures saved with --save (no segmentation)")
     args = ap.parse_args()
+    if args.npz:
+        return from_npz(args.npz)
     files = args.files or ([] if args.only == "brain" else list(SPINE)) + ([] if args.only == "spine" else brain_images())
     print("image | contrast | found | length_mm | tube | tube_mm | csa_mm2 | csa_cv | csf_encl | sleeve | inner_cv | csf_contrast | score | dice | verdict | s")
     for rel in files:
