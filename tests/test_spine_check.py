@@ -146,13 +146,22 @@ def test_spine_html_shows_cord_volume_area_per_level_and_levels(tmp_path):
     assert "Vertebral levels" in page
 
 
+def test_levels_between_discs_that_skip_one():
+    """Disc labels 3 (C2/C3) and 5 (C4/C5), as in sct_testing/t2/labels: C3 and C4 lie between them."""
+    from mslesion.spine.levels import levels_per_slice
+
+    lev = levels_per_slice([(40.0, 3), (20.0, 5)], 50, 1.0)
+    assert set(lev[31:41]) == {3} and set(lev[21:31]) == {4} and set(lev[:21]) >= {5}
+    assert set(lev[41:]) == {2}
+
+
 @pytest.mark.realdata
 def test_real_levels_listed_in_the_html(shared_data, tmp_path):
     t2 = shared_data / "spine" / "sct_testing" / "t2"
-    res = analyze_spine(t2 / "t2.nii.gz", None, tmp_path, spine_options(disc_labels=t2 / "labels.nii.gz"))
+    res = analyze_spine(t2 / "t2.nii.gz", "t2", tmp_path, spine_options(disc_labels=t2 / "labels.nii.gz"))
     page = (tmp_path / "report.html").read_text()
     covered = res.report["levels"]["covered"]
-    assert covered and _cells(page)["levels.covered"] == covered
+    assert covered == ["C2", "C3", "C4", "C5"] and _cells(page)["levels.covered"] == covered
     assert len(res.report["cord"]["csa_mm2_per_level"]) == len(covered) + 1   # each level and "all"
     for level in covered:
         assert f"<td>{level}</td>" in page
@@ -160,7 +169,7 @@ def test_real_levels_listed_in_the_html(shared_data, tmp_path):
 
 @pytest.mark.realdata
 def test_real_axial_7_5mm_says_why_no_levels(shared_data, tmp_path):
-    res = analyze_spine(shared_data / "spine" / "sct_tutorial" / "t2_ms" / "t2.nii.gz", None, tmp_path)
+    res = analyze_spine(shared_data / "spine" / "sct_tutorial" / "t2_ms" / "t2.nii.gz", "t2", tmp_path)
     assert res.report["levels"]["covered"] == []
     assert "7.5 mm apart" in res.report["levels"]["reason"]
     assert "Vertebral levels not determined" in (tmp_path / "report.html").read_text()

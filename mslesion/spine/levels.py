@@ -42,7 +42,11 @@ def discs_on_grid(labels: Volume, work: Volume) -> list[tuple[float, int]]:
 
 
 def levels_per_slice(discs: list[tuple[float, int]], nz: int, dz_mm: float) -> np.ndarray:
-    """Vertebral level number for each working slice (0 where undetermined)."""
+    """Vertebral level number for each working slice (0 where undetermined).
+
+    Between two discs whose numbers are more than one apart (a disc not labelled or not detected),
+    the levels in between are spread evenly over the gap.
+    """
     levels = np.zeros(nz, int)
     if not discs:
         return levels
@@ -57,7 +61,13 @@ def levels_per_slice(discs: list[tuple[float, int]], nz: int, dz_mm: float) -> n
         above = zs >= z
         if above.any():
             i = int(np.argmin(np.where(above, zs, np.inf)))
-            extra = 0 if (zs < z).any() else int(np.floor((zs[i] - z) * dz_mm / height))
+            below = zs < z
+            if below.any():
+                j = int(np.argmax(np.where(below, zs, -np.inf)))  # nearest disc below
+                missing = int(ns[j]) - int(ns[i])
+                extra = int(np.floor((zs[i] - z) / (zs[i] - zs[j]) * missing)) if missing > 1 else 0
+            else:
+                extra = int(np.floor((zs[i] - z) * dz_mm / height))
             levels[z] = ns[i] + extra
         else:
             i = int(np.argmin(zs))
