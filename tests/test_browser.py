@@ -133,7 +133,7 @@ def test_subject_report_in_chromium(tmp_path):
     out, report = _analyse(tmp_path, "sub-phantom", ((32, 40, 24, 3.0), (20, 28, 24, 2.0), (44, 30, 20, 2.0)))
     assert report["lesion_count"] >= 2
     found = check_page(out / "report.html", tmp_path)
-    assert_images_loaded(found, 3 + report["lesion_count"])
+    assert_images_loaded(found, 4 + report["lesion_count"])  # 3 mosaics + brain-mask outline + gallery
     assert_summary_matches(found, json.loads((out / "report.json").read_text()))
     up, down = found["sorted"]["up"], found["sorted"]["down"]
     assert up == sorted(up) and down == sorted(up, reverse=True) and up != down
@@ -177,6 +177,6 @@ def test_real_subject_report_in_chromium(case, shared_data, tmp_path):
     found = check_page(out / "report.html", tmp_path)
     from mslesion.qc.subject import MAX_GALLERY
 
-    assert_images_loaded(found, 3 + min(result.report["lesion_count"], MAX_GALLERY))
+    assert_images_loaded(found, 4 + min(result.report["lesion_count"], MAX_GALLERY))
     assert_summary_matches(found, json.loads((out / "report.json").read_text()))
     screenshot(out / "report.html", f"report_{case.replace('/', '_')}.png", tmp_path)

@@ -46,7 +46,10 @@ def synthetic_result(tmp: Path, lesions=((32, 40, 24, 3.0), (20, 28, 24, 2.0)), 
               "regions": regions, "mcdonald_dis": dis,
               "inputs": {"flair": {"path": str(path), "sha256": "0" * 64, "shape": list(flair.shape),
                                    "voxel_size_mm": [round(z, 4) for z in flair.zooms]}},
-              "model": {"id": "test-model", "kind": "test", "threshold": 0.5}, "mslesion_version": "test"}
+              "model": {"id": "test-model", "kind": "test", "threshold": 0.5}, "mslesion_version": "test",
+              "brain_mask": {"method": "deepbet",
+                             "volume_ml": round(float(np.count_nonzero(ph.brain.data)) * ph.brain.voxel_volume_ml, 1)},
+              "timings_s": {"preprocess_s": 1.5, "segment_s": 2.25, "location_s": 0.5, "total_s": 4.5}}
     pre = Preprocessed(native=flair, images={"flair": flair}, brain_mask=ph.brain)
     result = AnalysisResult(mask, mask.with_data(mask.data.astype(np.float32)), found,
                             LocationResult(regions=regions, mcdonald_dis=dis), report, pre)
@@ -142,7 +145,7 @@ def test_subject_report_is_self_contained_and_matches_report(analysed):
     assert report["lesion_count"] == len(result.lesions) >= 1
     uris = _img_uris(html)
     n_gallery = min(len(result.lesions), qc_subject.MAX_GALLERY)
-    assert len(uris) == 3 + n_gallery
+    assert len(uris) == 4 + n_gallery  # 3 mosaics, the brain-mask outline, the gallery
     for uri in uris:
         assert uri.startswith("data:image/png;base64,")
         img = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
@@ -158,7 +161,7 @@ def test_subject_report_is_self_contained_and_matches_report(analysed):
         for part in key.split("."):
             value = value[part]
         assert json.loads(_html.unescape(raw)) == value, key
-    for png in ("axial", "coronal", "sagittal", "thumbnail", "lesion_001"):
+    for png in ("axial", "coronal", "sagittal", "brain_mask", "thumbnail", "lesion_001"):
         assert (out / "qc" / f"{png}.png").is_file()
     # report.json marks completion: it is committed after report.html
     assert (out / "report.html").stat().st_mtime_ns <= (out / "report.json").stat().st_mtime_ns
@@ -179,14 +182,14 @@ def test_gallery_is_centred_on_each_lesion(analysed):
 def test_no_lesions_and_gallery_cap(tmp_path, monkeypatch):
     result, out = synthetic_result(tmp_path, lesions=(), name="empty")
     html = (out / "report.html").read_text()
-    assert result.report["lesion_count"] == 0 and len(_img_uris(html)) == 3
+    assert result.report["lesion_count"] == 0 and len(_img_uris(html)) == 4
     assert not list((out / "qc").glob("lesion_*.png"))
     assert "None." in html
     result2, out2 = synthetic_result(tmp_path, name="capped")
     monkeypatch.setattr(qc_subject, "MAX_GALLERY", 1)
     write_subject_qc(result2, out2)
     html2 = (out2 / "report.html").read_text()
-    assert len(_img_uris(html2)) == 4 and "Gallery shows the 1 largest of 2 lesions" in html2
+    assert len(_img_uris(html2)) == 5 and "Gallery shows the 1 largest of 2 lesions" in html2
     assert sorted(p.name for p in (out2 / "qc").glob("lesion_*.png")) == ["lesion_002.png"]
 
 
@@ -285,7 +288,7 @@ def test_analyzer_writes_report_html(tmp_path):
     html = (tmp_path / "out" / "report.html").read_text()
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert f'data-key="lesion_count" data-value="{report["lesion_count"]}"' in html
-    assert len(_img_uris(html)) == 3 + min(len(result.lesions), qc_subject.MAX_GALLERY)
+    assert len(_img_uris(html)) == 4 + min(len(result.lesions), qc_subject.MAX_GALLERY)  # + brain-mask outline
     assert (tmp_path / "out" / "qc" / "axial.png").is_file()
     assert 0 < report["timings_s"]["qc_s"] < 60
 

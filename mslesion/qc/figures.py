@@ -74,12 +74,18 @@ def lesion_points(labels: Volume) -> np.ndarray:
 
 
 def choose_slices(lo: float, hi: float, n: int, lesion_coords: np.ndarray, half_width: float = 2.0) -> list[float]:
-    """``n`` slice positions in [lo, hi]: up to half at the most lesion-laden places, the rest evenly spread."""
+    """``n`` slice positions spread evenly over [lo, hi]; up to half of them moved to lesion-laden places.
+
+    The range is cut into ``n`` equal bins with a slice at each centre; in the (at most n // 2) bins
+    holding the most lesion, the slice moves onto the lesion position of highest density within the
+    bin that stays half a bin from the other slices.  Every bin keeps one slice, so the slices cover
+    the whole range and no two show nearly the same cut.
+    """
     if n <= 0 or hi <= lo:
         return [0.5 * (lo + hi)] if n > 0 else []
     span = hi - lo
-    even = list(lo + span * (np.arange(n) + 0.5) / n)
-    picks: list[float] = []
+    width = span / n
+    out = list(lo + width * (np.arange(n) + 0.5))
     if lesion_coords.size:
         srt = np.sort(lesion_coords[(lesion_coords >= lo) & (lesion_coords <= hi)])
         # candidates are lesion voxel positions themselves, so a chosen slice always cuts a lesion
@@ -87,13 +93,18 @@ def choose_slices(lo: float, hi: float, n: int, lesion_coords: np.ndarray, half_
         if cand.size > 2000:
             cand = cand[np.linspace(0, cand.size - 1, 2000).astype(int)]
         score = (np.searchsorted(srt, cand + half_width) - np.searchsorted(srt, cand - half_width)).astype(float)
-        sep = span / (2 * n)
-        while len(picks) < n // 2 and score.size and score.max() > 0:
-            best = float(cand[int(np.argmax(score))])
-            picks.append(best)
-            score[np.abs(cand - best) < sep] = 0
-    rest = sorted(even, key=lambda e: -min((abs(e - p) for p in picks), default=span))
-    return sorted(picks + rest[: n - len(picks)])
+        bins = np.clip(((cand - lo) // width).astype(int), 0, n - 1)
+        totals = np.zeros(n)
+        np.maximum.at(totals, bins, score)
+        for b in [int(b) for b in np.argsort(-totals, kind="stable")[: n // 2] if totals[b] > 0]:
+            others = np.delete(np.asarray(out), b)
+            # the best lesion position in the bin that keeps half a bin from every other slice
+            mine = np.flatnonzero((bins == b) & (score > 0))
+            for i in mine[np.argsort(-score[mine], kind="stable")]:
+                if others.size == 0 or np.min(np.abs(others - cand[i])) >= width / 2:
+                    out[b] = float(cand[i])
+                    break
+    return sorted(out)
 
 
 def lesion_lut(n_labels: int, colours: dict[int, str], default: str = "#FF4040") -> np.ndarray:

@@ -23,7 +23,7 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;margin:1.2em 2em;color:#1c1c1c;background:#fafafa}
 h1{font-size:1.5em;margin:.2em 0} h2{font-size:1.15em;margin:1.4em 0 .4em;border-bottom:1px solid #ccc}
-.meta{color:#666;font-size:.85em}
+.meta{color:#666;font-size:.85em} p.warn{background:#fff4e5;border-left:4px solid #d55e00;padding:4px 8px}
 table{border-collapse:collapse;font-size:.85em;background:#fff}
 th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#eef1f5} td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -125,6 +125,30 @@ def summary_rows(summary: dict, prefix: str = "", depth: int = 0) -> str:
     return "\n".join(out)
 
 
+def value_cell(value: object, key: str | None = None) -> str:
+    """A table cell showing ``value``; with ``key`` (dotted report key) it carries data-key / data-value."""
+    cls = ' class="num"' if _is_num(value) else ""
+    attrs = ""
+    if key is not None:
+        dv = escape(json.dumps(value, default=str), quote=True)
+        attrs = f' data-key="{escape(key, quote=True)}" data-value="{dv}"'
+    return f"<td{cls}{attrs}>{escape(fmt(value))}</td>"
+
+
+def facts_table(rows: list[tuple[str, str | None, object]], table_id: str) -> str:
+    """Readable two-column table of (label, dotted report key or None, value) rows."""
+    body = "".join(f"<tr><th>{escape(label)}</th>{value_cell(value, key)}</tr>" for label, key, value in rows)
+    return f'<table class="summary" id="{escape(table_id, quote=True)}">{body}</table>'
+
+
+def grid_table(columns: list[str], rows: list[list[tuple[str | None, object]]], table_id: str) -> str:
+    """Table with a header row; each cell is (dotted report key or None, value)."""
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(value_cell(v, k) for k, v in r) + "</tr>" for r in rows)
+    return (f'<table id="{escape(table_id, quote=True)}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>")
+
+
 def table_html(rows: list[dict], table_id: str = "lesions", links: dict[str, str] | None = None) -> str:
     """A sortable table; ``links`` maps a column to an href template such as '#lesion-{id}'."""
     if not rows:
@@ -165,13 +189,16 @@ def page(title: str, body: str) -> str:
             f"{body}\n<script>{SORT_JS}</script></body></html>\n")
 
 
-def write_report_html(out_dir: Path, title: str, summary: dict, table_rows: list[dict],
+def write_report_html(out_dir: Path, title: str, summary: dict | None, table_rows: list[dict],
                       images: list[tuple[str, Path]], *, filename: str = "report.html",
                       legend: list[tuple[str, str]] | None = None, note: str = "",
                       gallery: list[tuple[str, Path, str]] | None = None,
-                      table_links: dict[str, str] | None = None, key_figures: dict | None = None) -> Path:
-    """Write ``out_dir/filename``: summary, figures (embedded PNGs), table and optional gallery.
+                      table_links: dict[str, str] | None = None, key_figures: dict | None = None,
+                      sections: list[tuple[str, str]] | None = None, table_title: str = "Table") -> Path:
+    """Write ``out_dir/filename``: summary, sections, figures (embedded PNGs), table and optional gallery.
 
+    ``summary`` (None: none) is shown as nested key/value rows; ``sections`` are (heading, HTML)
+    pairs shown after it (readable tables built with :func:`facts_table` / :func:`grid_table`);
     ``images`` are (caption, PNG path) pairs, normally under ``out_dir/qc``;
     ``gallery`` items are (caption, PNG path, anchor id); ``key_figures`` maps a
     dotted summary key to (label, value) and is shown large at the top.
@@ -183,7 +210,10 @@ def write_report_html(out_dir: Path, title: str, summary: dict, table_rows: list
                         f"{escape(fmt(v))}</b><span>{escape(label)}</span></div>"
                         for k, (label, v) in key_figures.items())
         parts.append(f'<div class="keyfig">{boxes}</div>')
-    parts += ["<h2>Summary</h2>", f'<table class="summary" id="summary">{summary_rows(summary)}</table>']
+    if summary is not None:
+        parts += ["<h2>Summary</h2>", f'<table class="summary" id="summary">{summary_rows(summary)}</table>']
+    for heading, html in sections or []:
+        parts += [f"<h2>{escape(heading)}</h2>", html]
     if legend or note:
         parts.append(legend_html(legend or [], note))
     if images:
@@ -192,7 +222,7 @@ def write_report_html(out_dir: Path, title: str, summary: dict, table_rows: list
             parts.append(f'<figure><figcaption>{escape(cap)}</figcaption>'
                          f'<img src="{image_data_uri(p)}" alt="{escape(cap, quote=True)}"></figure>')
         parts.append("</div>")
-    parts.append(f"<h2>Table ({len(table_rows)} rows)</h2>")
+    parts.append(f"<h2>{escape(table_title)} ({len(table_rows)} rows)</h2>")
     parts.append(table_html(table_rows, links=table_links))
     if gallery:
         parts.append(f'<h2>Lesion gallery ({len(gallery)})</h2><div class="gallery">')

@@ -157,6 +157,33 @@ def world_box(vol: Volume, foreground: bool = True, margin_mm: float = 4.0) -> t
     return lo, hi
 
 
+def mask_box(mask: Volume, margin_mm: float = 4.0, trim: float = 0.002) -> tuple[np.ndarray, np.ndarray]:
+    """World (min, max) of a mask's largest connected part, plus a margin.
+
+    Stray bits (a brain mask's blobs in the neck) are dropped, and the outermost ``trim``
+    fraction of voxels on each side of each axis too, so the box is the organ's extent.
+    """
+    from scipy import ndimage
+
+    data = np.asarray(mask.data) > 0
+    if not data.any():
+        return world_box(mask, foreground=False, margin_mm=0.0)
+    labels, n = ndimage.label(data)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        data = labels == int(np.argmax(sizes))
+    vox = np.argwhere(data)
+    if len(vox) > 200_000:
+        vox = vox[np.linspace(0, len(vox) - 1, 200_000).astype(int)]
+    world = vox @ mask.affine[:3, :3].T + mask.affine[:3, 3]
+    half = np.abs(mask.affine[:3, :3]).sum(axis=1) / 2
+    lo = np.quantile(world, trim, axis=0) - half - margin_mm
+    hi = np.quantile(world, 1.0 - trim, axis=0) + half + margin_mm
+    flo, fhi = world_box(mask, foreground=False, margin_mm=0.0)
+    return np.maximum(lo, flo), np.minimum(hi, fhi)
+
+
 def snap_to_slice(vol: Volume, normal: int, point: np.ndarray) -> float:
     """World coordinate along ``normal`` of the native slice nearest ``point``.
 

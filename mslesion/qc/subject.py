@@ -14,7 +14,8 @@ from ..volume import Volume
 from .figures import (lesion_lut, lesion_points, lesion_strip, mosaic, orientation_note, region_colour, render_tile,
                       save_png, thumbnail)
 from .html import write_report_html
-from .render import clip_box, intensity_window, label_tile, sample, world_box
+from .sections import subject_sections
+from .render import clip_box, intensity_window, label_tile, mask_box, sample, world_box
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..pipeline import AnalysisResult
@@ -24,8 +25,8 @@ log = logging.getLogger(__name__)
 #: at most this many lesions get a gallery thumbnail (largest first).
 MAX_GALLERY = 60
 MOSAIC_SLICES = {"axial": 12, "coronal": 8, "sagittal": 8}
-SUMMARY_KEYS = ("lesion_count", "total_volume_ml", "regions", "mcdonald_dis", "model", "inputs", "lesion_mask_input",
-                "mslesion_version")
+BRAIN_MASK_SLICES = 8
+BRAIN_MASK_COLOUR = "#00E5FF"
 
 
 def lesion_labels(mask: Volume, lesions: list[Lesion]) -> np.ndarray:
@@ -68,15 +69,6 @@ def lesion_centre(labels: np.ndarray, les_id: int, affine: np.ndarray, target: n
     return best, extent
 
 
-def subject_summary(report: dict) -> dict:
-    """The part of report.json shown at the top of report.html (same keys and nesting)."""
-    summary = {k: report[k] for k in SUMMARY_KEYS if k in report}
-    if "inputs" in summary:
-        summary["inputs"] = {name: {k: v for k, v in info.items() if k != "sha256"}
-                             for name, info in summary["inputs"].items()}
-    return summary
-
-
 def key_figures(report: dict) -> dict:
     """The few numbers a reader wants first: dotted report key -> (label, value)."""
     figs = {"lesion_count": ("lesions", report.get("lesion_count")),
@@ -88,6 +80,19 @@ def key_figures(report: dict) -> dict:
     if "id" in model:
         figs["model.id"] = ("model", model["id"])
     return figs
+
+
+def brain_mask_figure(image: Volume, brain: Volume, box: tuple[np.ndarray, np.ndarray], window: tuple[float, float],
+                      qc: Path, convention: str, info: dict | None) -> tuple[str, Path]:
+    """Axial slices over the brain's extent with the brain mask outlined: (caption, qc/brain_mask.png)."""
+    lut = lesion_lut(1, {1: BRAIN_MASK_COLOUR})
+    mask = brain.with_data((np.asarray(brain.data) > 0).astype(np.uint8))
+    method = (info or {}).get("method", "unknown method")
+    volume = (info or {}).get("volume_ml")
+    img, _ = mosaic(image, mask, lut, "axial", n=BRAIN_MASK_SLICES, box=box, window=window, lesion_xyz=np.zeros((0, 3)),
+                    title=f"Brain mask ({method}{f', {volume:g} mL' if volume is not None else ''}) outlined on the FLAIR",
+                    convention=convention)
+    return "Brain mask outline (cyan) on axial FLAIR slices", save_png(img, qc / "brain_mask.png")
 
 
 def write_subject_qc(result: "AnalysisResult", out_dir: Path, convention: str = "radiological") -> Path:
@@ -112,9 +117,11 @@ def write_subject_qc(result: "AnalysisResult", out_dir: Path, convention: str = 
     brain = result.preprocessed.brain_mask
     has_brain = brain is not None and bool(np.any(brain.data))
     head_box = world_box(image)
-    box = clip_box(world_box(brain, margin_mm=8.0), head_box) if has_brain else head_box
+    box = clip_box(mask_box(brain, margin_mm=4.0), head_box) if has_brain else head_box  # the brain's own extent
     window = intensity_window(image, brain if has_brain else None)
     pts = lesion_points(labels)
+    if has_brain and pts.size:  # slices stay inside the brain's extent, whatever lies outside it
+        pts = pts[np.all((pts >= box[0]) & (pts <= box[1]), axis=1)]
     images: list[tuple[str, Path]] = []
     best_axial = None
     for view, n in MOSAIC_SLICES.items():
@@ -123,6 +130,8 @@ def write_subject_qc(result: "AnalysisResult", out_dir: Path, convention: str = 
         images.append((f"{view.capitalize()} slices", save_png(img, qc / f"{view}.png")))
         if view == "axial" and planes:
             best_axial = max(planes, key=lambda pl: int(np.count_nonzero(sample(labels, pl, order=0))))
+    if has_brain:
+        images.append(brain_mask_figure(image, brain, box, window, qc, convention, result.report.get("brain_mask")))
     for n, spine in enumerate(result.report.get("spine") or []):  # analyze --spine: the cord's own QC view
         png = Path(spine["out_dir"]) / "qc_sagittal.png" if spine.get("out_dir") else None
         if png is not None and png.is_file():
@@ -147,9 +156,10 @@ def write_subject_qc(result: "AnalysisResult", out_dir: Path, convention: str = 
     name = out_dir.resolve().name
     flair = result.report.get("inputs", {}).get("flair", {}).get("path")
     title = f"mslesion report: {name}" + (f" ({Path(flair).name})" if flair else "")
-    html = write_report_html(out_dir, title, subject_summary(result.report), [l.row() for l in lesions], images,
+    html = write_report_html(out_dir, title, None, [l.row() for l in lesions], images,
                              legend=legend, note=note, gallery=gallery, table_links={"id": "#lesion-{id}"},
-                             key_figures=key_figures(result.report))
+                             key_figures=key_figures(result.report), sections=subject_sections(result.report),
+                             table_title="Lesions")
     seconds = time.perf_counter() - t0
     if isinstance(result.report.get("timings_s"), dict):  # report.json is written after this
         result.report["timings_s"]["qc_s"] = round(seconds, 3)

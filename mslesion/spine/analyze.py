@@ -14,11 +14,14 @@ from ..atomic import write_json, write_text
 from ..errors import InputError
 from ..io import load_volume, save_volume
 from ..volume import Volume
-from .cord import CONTRASTS, CordOptions, segment_cord
+from .cord import CONTRASTS, CordOptions
+from .find import find_cord
 from .grid import to_native, to_working
 from .lesions import LesionOptions, segment_cord_lesions
-from .levels import anterior_profile, detect_discs, discs_on_grid, level_name, levels_per_slice
+from .plausibility import CordCriteria
+from .levels import anterior_profile, auto_levels_limit, detect_discs, discs_on_grid, level_name, levels_per_slice
 from .qc import sagittal_png
+from .report_html import write_spine_html
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ class SpineOptions:
     disc_labels: Path | None = None     # SCT-style disc labels (3 = C2/C3 disc) on the image's space
     auto_levels: bool = True            # detect discs when no labels are given
     top_disc: int = 3                   # number of the most superior detected disc (3 = C2/C3)
+    criteria: CordCriteria = field(default_factory=CordCriteria)  # what counts as a spinal cord
 
 
 @dataclass
@@ -45,41 +49,63 @@ class SpineResult:
     out_dir: Path | None = None
 
 
-def analyze_spine(image: Path, contrast: str, out_dir: Path | None, options: SpineOptions | None = None) -> SpineResult:
-    """Load a spinal image and analyse it (see :func:`analyze_volume`)."""
+def analyze_spine(image: Path, contrast: str | None, out_dir: Path | None,
+                  options: SpineOptions | None = None) -> SpineResult:
+    """Load a spinal image and analyse it (see :func:`analyze_volume`); ``contrast`` None: inferred."""
     image = Path(image)
-    if contrast not in CONTRASTS:
+    if contrast is not None and contrast not in CONTRASTS:
         raise InputError(image, f"unknown spinal contrast {contrast!r}; expected one of {list(CONTRASTS)}")
-    vol = load_volume(image, role=f"spinal {contrast.upper()}")
+    vol = load_volume(image, role="spinal image" if contrast is None else f"spinal {contrast.upper()}")
     return analyze_volume(vol, contrast, out_dir, options)
 
 
-def analyze_volume(vol: Volume, contrast: str, out_dir: Path | None, options: SpineOptions | None = None) -> SpineResult:
-    """Segment cord and cord lesions, label levels, measure; write outputs atomically if ``out_dir``."""
-    if contrast not in CONTRASTS:
+def analyze_volume(vol: Volume, contrast: str | None, out_dir: Path | None,
+                   options: SpineOptions | None = None) -> SpineResult:
+    """Segment cord and cord lesions, label levels, measure; write outputs atomically if ``out_dir``.
+
+    ``contrast`` None: read from the file name, else from the image (see :func:`find_cord`).
+    Raises :class:`~mslesion.spine.plausibility.NoCordError` when the image holds no plausible cord.
+    """
+    if contrast is not None and contrast not in CONTRASTS:
         raise InputError(vol.path, f"unknown spinal contrast {contrast!r}; expected one of {list(CONTRASTS)}")
     opts = options or SpineOptions()
     t0 = time.perf_counter()
+    if out_dir is not None:  # an unwritable output is refused before the analysis, not after it
+        from ..pipeline import prepare_out_dir
+
+        out_dir = prepare_out_dir(out_dir)
     work = to_working(vol)
     if min(work.shape[:2]) < 16:
         raise InputError(vol.path, f"field of view {work.shape} too small to hold a spinal cord")
-    cord = segment_cord(work, contrast, opts.cord)
+    choice, cord, features = find_cord(work, vol.path, contrast, opts.cord, opts.criteria)
+    contrast = choice.contrast
     cord_bin = cord.soft >= 0.5
     les_work = segment_cord_lesions(work.data, cord_bin, work.zooms, contrast, opts.lesion)
     nz = work.shape[2]
     levels = np.zeros(nz, int)
     level_source = None
+    level_reason = None
     discs: list[tuple[float, int]] = []
     if opts.disc_labels is not None:
         labels = load_volume(opts.disc_labels, role="disc labels")
         discs = discs_on_grid(labels, work)
         level_source = f"disc labels {opts.disc_labels}"
+        if not discs:
+            level_reason = f"the disc labels {opts.disc_labels} hold no label inside the image's field of view"
     elif opts.auto_levels:
-        discs = detect_discs(anterior_profile(work.data, cord.centres, cord.radii, work.zooms), work.zooms[2],
-                             top_disc=opts.top_disc)
-        if discs:
-            level_source = (f"automatic: {len(discs)} disc(s) detected anterior to the cord; the most superior one "
-                            f"taken as disc {opts.top_disc} ({level_name(opts.top_disc - 1)}/{level_name(opts.top_disc)})")
+        level_reason = auto_levels_limit(nz, work.zooms[2])
+        if level_reason is None:
+            discs = detect_discs(anterior_profile(work.data, cord.centres, cord.radii, work.zooms), work.zooms[2],
+                                 top_disc=opts.top_disc)
+            if discs:
+                level_source = (f"automatic: {len(discs)} disc(s) detected anterior to the cord; the most superior "
+                                f"one taken as disc {opts.top_disc} ({level_name(opts.top_disc - 1)}/"
+                                f"{level_name(opts.top_disc)})")
+            else:
+                level_reason = ("no intervertebral disc stood out in the intensity profile anterior to the cord; "
+                                "give disc labels (--disc-labels) to get levels")
+    else:
+        level_reason = "not requested (--no-levels)"
     if discs:
         levels = levels_per_slice(discs, nz, work.zooms[2])
     geometry = _centreline_geometry(work, cord.centres)
@@ -89,13 +115,13 @@ def analyze_volume(vol: Volume, contrast: str, out_dir: Path | None, options: Sp
     lesion_native = to_native(work.with_data(les_work.astype(np.float32)), vol)
     report = {
         "kind": "spinal_cord",
-        "image": {"path": str(vol.path) if vol.path else None, "contrast": contrast, "shape": list(vol.shape),
+        "image": {"path": str(vol.path) if vol.path else None, **choice.as_report(), "shape": list(vol.shape),
                   "voxel_size_mm": [round(z, 4) for z in vol.zooms]},
         "cord": {"volume_mm3": round(float(cord_native.data.sum()) * vol.voxel_volume_ml * 1000, 1),
                  "slices_found": int(cord.found.sum()), "slices": int(nz),
                  "length_mm": round(float(geometry["arc"][-1] - geometry["arc"][0]), 1) if nz > 1 else 0.0,
-                 "csa_mm2_per_level": csa},
-        "levels": {"source": level_source,
+                 "csa_mm2_per_level": csa, "plausibility": features},
+        "levels": {"source": level_source, "reason": level_reason if not discs else None,
                    "covered": sorted({level_name(int(n)) for n in levels if n}, key=_level_key),
                    "discs": [{"disc": int(n), "between": f"{level_name(int(n) - 1)}/{level_name(int(n))}",
                               "world_mm": [round(float(c), 1) for c in (work.affine @ np.array(
@@ -123,23 +149,6 @@ def analyze_volume(vol: Volume, contrast: str, out_dir: Path | None, options: Sp
         write_json(out / "report.json", report)
         result.out_dir = out
     return result
-
-
-def write_spine_html(out: Path, report: dict, lesions: list[dict]) -> Path:
-    """Self-contained report.html: summary, sagittal QC view and the lesion table."""
-    from ..qc import write_report_html
-
-    image = report.get("image", {})
-    dis = report.get("mcdonald_dis") or {}
-    summary = {"image": image.get("path"), "contrast": image.get("contrast"),
-               "lesion_count": report.get("lesion_count"),
-               "total_lesion_volume_mm3": report.get("total_lesion_volume_mm3"),
-               "spinal_cord_qualifying_lesions": (dis.get("qualifying_lesions_per_area") or {}).get("spinal_cord"),
-               "mslesion_version": report.get("mslesion_version")}
-    name = Path(str(image.get("path") or "image")).name
-    return write_report_html(out, f"mslesion spine report: {name}", summary, lesions,
-                             [("Spinal cord: sagittal cut along the cord and axial crops (cord green, lesions red)",
-                               out / "qc_sagittal.png")])
 
 
 def spinal_dis(lesions: list[dict], contrast: str, min_long_axis_mm: float = 3.0) -> dict:

@@ -42,7 +42,11 @@ def discs_on_grid(labels: Volume, work: Volume) -> list[tuple[float, int]]:
 
 
 def levels_per_slice(discs: list[tuple[float, int]], nz: int, dz_mm: float) -> np.ndarray:
-    """Vertebral level number for each working slice (0 where undetermined)."""
+    """Vertebral level number for each working slice (0 where undetermined).
+
+    Between two discs whose numbers are more than one apart (a disc not labelled or not detected),
+    the levels in between are spread evenly over the gap.
+    """
     levels = np.zeros(nz, int)
     if not discs:
         return levels
@@ -57,7 +61,13 @@ def levels_per_slice(discs: list[tuple[float, int]], nz: int, dz_mm: float) -> n
         above = zs >= z
         if above.any():
             i = int(np.argmin(np.where(above, zs, np.inf)))
-            extra = 0 if (zs < z).any() else int(np.floor((zs[i] - z) * dz_mm / height))
+            below = zs < z
+            if below.any():
+                j = int(np.argmax(np.where(below, zs, -np.inf)))  # nearest disc below
+                missing = int(ns[j]) - int(ns[i])
+                extra = int(np.floor((zs[i] - z) / (zs[i] - zs[j]) * missing)) if missing > 1 else 0
+            else:
+                extra = int(np.floor((zs[i] - z) * dz_mm / height))
             levels[z] = ns[i] + extra
         else:
             i = int(np.argmin(zs))
@@ -84,6 +94,24 @@ def anterior_profile(img: np.ndarray, centres: np.ndarray, radii: np.ndarray, zo
     return prof
 
 
+#: automatic disc detection needs slices at most this far apart along the cord (discs are 4-6 mm thick)
+MAX_DISC_SLICE_MM = 3.0
+#: ... and a field of view at least this long along the cord (about one vertebra)
+MIN_DISC_FOV_MM = 12.0
+
+
+def auto_levels_limit(nz: int, dz_mm: float) -> str | None:
+    """Why automatic disc detection cannot work on this grid (None: it can be tried)."""
+    if dz_mm > MAX_DISC_SLICE_MM:
+        return (f"slices are {dz_mm:.3g} mm apart along the cord, so the intervertebral discs (4-6 mm thick) "
+                f"are not resolved (automatic detection needs <= {MAX_DISC_SLICE_MM:g} mm); "
+                f"give disc labels (--disc-labels) to get levels")
+    if nz * dz_mm < MIN_DISC_FOV_MM:
+        return (f"the image covers only {nz * dz_mm:.3g} mm along the cord, less than one vertebra "
+                f"({MIN_DISC_FOV_MM:g} mm); give disc labels (--disc-labels) to get levels")
+    return None
+
+
 def detect_discs(profile: np.ndarray, dz_mm: float, top_disc: int = 3, min_gap_mm: float = 11.0) -> list[tuple[float, int]]:
     """Intervertebral discs as narrow extrema of the anterior profile, numbered from the top.
 
@@ -96,7 +124,7 @@ def detect_discs(profile: np.ndarray, dz_mm: float, top_disc: int = 3, min_gap_m
     from scipy import ndimage, signal
 
     nz = len(profile)
-    if nz * dz_mm < 12.0 or dz_mm > 3.0:
+    if auto_levels_limit(nz, dz_mm) is not None:
         return []
     step = 1.0
     zz = np.arange(0, (nz - 1) * dz_mm + 1e-6, step)

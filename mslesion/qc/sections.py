@@ -1,0 +1,229 @@
+"""Readable sections of the subject report.html: summary, regions, model accuracy, brain mask, inputs, timings.
+
+Every value cell carries its dotted report.json key (``data-key``) and value (``data-value``),
+so a test or a script can check the page against report.json.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from html import escape
+from pathlib import Path
+
+from .html import facts_table, fmt, grid_table
+
+log = logging.getLogger(__name__)
+
+TIMING_LABELS = {"preprocess_s": "preprocessing", "segment_s": "segmentation", "location_s": "lesion location",
+                 "enhancement_s": "enhancement and black holes",
+                 "qc_s": "QC pictures and this page", "total_s": "total (analysis)"}
+AREA_LABELS = {"periventricular": "periventricular", "juxtacortical": "cortical / juxtacortical",
+               "infratentorial": "infratentorial", "spinal_cord": "spinal cord"}
+
+
+def summary_section(report: dict) -> str:
+    dis = report.get("mcdonald_dis") or {}
+    brain = report.get("brain_mask") or {}
+    model = report.get("model") or {}
+    rows: list[tuple[str, str | None, object]] = [
+        ("Lesions", "lesion_count", report.get("lesion_count")),
+        ("Total lesion volume (mL)", "total_volume_ml", report.get("total_volume_ml")),
+    ]
+    if "met" in dis:
+        rows.append(("McDonald 2017 dissemination in space met", "mcdonald_dis.met", dis.get("met")))
+        involved = dis.get("areas_involved") or []
+        rows.append(("Areas involved", "mcdonald_dis.areas_involved" if involved else None, involved or "none"))
+        if dis.get("areas_not_assessed"):
+            rows.append(("Areas not assessed", "mcdonald_dis.areas_not_assessed", dis.get("areas_not_assessed")))
+    rows.append(("Model", "model.id", model.get("id")))
+    if "threshold" in model:
+        rows.append(("Probability threshold", "model.threshold", model.get("threshold")))
+    if brain:
+        rows.append(("Brain mask method", "brain_mask.method", brain.get("method")))
+        rows.append(("Brain mask volume (mL)", "brain_mask.volume_ml", brain.get("volume_ml")))
+    flair = (report.get("inputs") or {}).get("flair") or {}
+    if flair:
+        rows.append(("FLAIR", "inputs.flair.path", flair.get("path")))
+    mask_input = report.get("lesion_mask_input") or {}
+    if mask_input:
+        rows.append(("Lesion mask given", "lesion_mask_input.path", mask_input.get("path")))
+        if mask_input.get("resampled"):
+            rows.append(("Lesion mask resampled", "lesion_mask_input.resampled.note",
+                         mask_input["resampled"].get("note")))
+    if "mslesion_version" in report:
+        rows.append(("mslesion version", "mslesion_version", report["mslesion_version"]))
+    html = facts_table(rows, "summary")
+    if dis.get("rule"):
+        html += f'<p class="meta">{escape(str(dis["rule"]))}. {escape(str(dis.get("note") or ""))}</p>'
+    return html
+
+
+def regions_section(report: dict) -> str:
+    regions = report.get("regions") or {}
+    qualifying = (report.get("mcdonald_dis") or {}).get("qualifying_lesions_per_area") or {}
+    names = list(regions) + [a for a in qualifying if a not in regions]
+    if not names:
+        return "<p>None.</p>"
+    rows = []
+    for name in names:
+        r = regions.get(name) or {}
+        rows.append([(None, AREA_LABELS.get(name, name.replace("_", " "))),
+                     (f"regions.{name}.count" if "count" in r else None, r.get("count")),
+                     (f"regions.{name}.volume_ml" if "volume_ml" in r else None, r.get("volume_ml")),
+                     (f"mcdonald_dis.qualifying_lesions_per_area.{name}" if name in qualifying else None,
+                      qualifying.get(name))])
+    return grid_table(["region", "lesions", "volume (mL)", "lesions counting for DIS"], rows, "regions")
+
+
+def model_section(report: dict) -> str:
+    """The model's validated accuracy (model.json ``validation``) or its card's status line, and its limits."""
+    model = report.get("model") or {}
+    info = model_documents(model)
+    parts = []
+    validation = info.get("validation")
+    if isinstance(validation, dict) and validation:
+        rows = []
+        for key, value in validation.items():
+            if isinstance(value, dict):
+                rows += [(f"{key.replace('_', ' ')}: {k}", None, v if not isinstance(v, (dict, list)) else fmt(v))
+                         for k, v in value.items()]
+            else:
+                rows.append((key.replace("_", " "), None, value if not isinstance(value, list) else fmt(value)))
+        parts.append("<p>Validated accuracy (from the model's model.json):</p>" + facts_table(rows, "validation"))
+    elif info.get("status"):
+        parts.append(f'<p class="warn" id="model-status">{escape(info["status"])}</p>'
+                     f'<p class="meta">model.json has no validation block; the line above is the model card\'s status.</p>')
+    elif model.get("kind") and model.get("kind") != "trained":
+        parts.append(f'<p class="warn" id="model-status">{escape(str(model.get("id")))} is a {escape(str(model["kind"]))} '
+                     f"segmenter with no validated accuracy.</p>")
+    else:
+        parts.append(f'<p class="warn" id="model-status">No validation figures found for model '
+                     f'{escape(str(model.get("id")))} ({escape(info.get("missing", "model card not found"))}).</p>')
+    if info.get("limitations"):
+        items = "".join(f"<li>{escape(item)}</li>" for item in info["limitations"])
+        parts.append(f'<p>Limitations (model card):</p><ul id="model-limitations">{items}</ul>')
+    if info.get("card"):
+        parts.append(f'<p class="meta">Model card: {escape(str(info["card"]))}</p>')
+    return "".join(parts)
+
+
+def model_documents(model: dict) -> dict:
+    """``validation`` (model.json), ``status`` and ``limitations`` (model_card.md) of the report's model."""
+    folder = _model_folder(model)
+    if folder is None:
+        return {"missing": "model folder not found"}
+    out: dict = {}
+    spec = folder / "model.json"
+    if spec.is_file():
+        try:
+            out["validation"] = json.loads(spec.read_text(encoding="utf-8")).get("validation")
+        except (OSError, ValueError) as exc:
+            log.warning("%s cannot be read: %s", spec, exc)
+    card = folder / "model_card.md"
+    if card.is_file():
+        out["card"] = card
+        text = card.read_text(encoding="utf-8", errors="replace")
+        out["status"] = card_status(text)
+        out["limitations"] = card_limitations(text)
+    else:
+        out["missing"] = f"no model_card.md in {folder}"
+    return out
+
+
+def card_status(text: str) -> str | None:
+    """The card's status line ("Status: ..."), markdown emphasis removed."""
+    for line in text.splitlines():
+        plain = _plain(line)
+        if plain.lower().startswith("status"):
+            return plain
+    return None
+
+
+def card_limitations(text: str, limit: int = 6) -> list[str]:
+    """The bullets of the card's "Limitations" section (continuation lines joined)."""
+    m = re.search(r"^#+\s*Limitations\s*$(.*?)(?=^#|\Z)", text, flags=re.MULTILINE | re.DOTALL | re.IGNORECASE)
+    if not m:
+        return []
+    items: list[str] = []
+    for line in m.group(1).splitlines():
+        if re.match(r"\s*[-*]\s+", line):
+            items.append(_plain(re.sub(r"^\s*[-*]\s+", "", line)))
+        elif line.strip() and items:
+            items[-1] += " " + _plain(line.strip())
+    return items[:limit]
+
+
+def brain_section(report: dict) -> str:
+    brain = report.get("brain_mask") or {}
+    if not brain:
+        return "<p>No brain mask recorded.</p>"
+    rows = [("Method", "brain_mask.method", brain.get("method")),
+            ("Volume (mL)", "brain_mask.volume_ml", brain.get("volume_ml"))]
+    return facts_table(rows, "brain-mask") + ('<p class="meta">The brain mask sets the intensity normalisation and '
+                                               "where lesions are searched; check its outline in the picture below.</p>")
+
+
+def inputs_section(report: dict) -> str:
+    inputs = report.get("inputs") or {}
+    rows = [[(None, name), (f"inputs.{name}.path", info.get("path")), (f"inputs.{name}.shape", info.get("shape")),
+             (f"inputs.{name}.voxel_size_mm", info.get("voxel_size_mm"))] for name, info in inputs.items()]
+    return grid_table(["image", "file", "shape", "voxel size (mm)"], rows, "inputs") if rows else "<p>None.</p>"
+
+
+def timings_section(report: dict) -> str:
+    timings = report.get("timings_s") or {}
+    rows = [(TIMING_LABELS.get(k, k.replace("_s", "").replace("_", " ")) + " (s)", f"timings_s.{k}", v)
+            for k, v in timings.items()]
+    return facts_table(rows, "timings") if rows else "<p>Not recorded.</p>"
+
+
+def enhancement_section(report: dict) -> str:
+    """Gadolinium enhancement, black holes and single-visit dissemination in time (or why not assessed)."""
+    enh = report.get("enhancement") or {}
+    dit = enh.get("dissemination_in_time") or {}
+    rows: list[tuple[str, str | None, object]] = [
+        ("Single-visit dissemination in time", "enhancement.dissemination_in_time.statement", dit.get("statement"))]
+    if dit.get("reason"):
+        rows.append(("Why not assessed", "enhancement.dissemination_in_time.reason", dit.get("reason")))
+    if enh.get("enhancement_assessed"):
+        rows += [("Enhancing lesions", "enhancement.enhancing_lesions", enh.get("enhancing_lesions")),
+                 ("Non-enhancing lesions", "enhancement.non_enhancing_lesions", enh.get("non_enhancing_lesions")),
+                 ("Enhancing foci outside FLAIR lesions", None, len(enh.get("enhancing_foci_outside_lesions") or []))]
+    if enh.get("t1_hypointensity_assessed"):
+        rows.append(("T1-hypointense lesions (black holes)", "enhancement.black_holes", enh.get("black_holes")))
+    html = facts_table(rows, "enhancement")
+    if enh.get("enhancement_assessed"):
+        html += ('<p class="meta">Thresholds fixed a priori, not validated against expert enhancement masks; '
+                 "foci outside FLAIR lesions are often vessels: review them on the images (lesions.csv, "
+                 "report.json enhancement).</p>")
+    return html
+
+
+def subject_sections(report: dict) -> list[tuple[str, str]]:
+    return [("Summary", summary_section(report)),
+            ("Lesions by region", regions_section(report)),
+            ("Enhancement and dissemination in time", enhancement_section(report)),
+            ("Model and its validated accuracy", model_section(report)),
+            ("Brain mask", brain_section(report)),
+            ("Inputs", inputs_section(report)),
+            ("Timings", timings_section(report))]
+
+
+def _model_folder(model: dict) -> Path | None:
+    if model.get("folder"):
+        folder = Path(str(model["folder"]))
+        return folder if folder.is_dir() else None
+    model_id = model.get("id")
+    if not model_id:
+        return None
+    try:
+        from ..model.store import models_root
+    except ImportError:  # no model package (torch missing)
+        return None
+    folder = models_root() / str(model_id)
+    return folder if folder.is_dir() else None
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[*_`]{1,3}", "", text).strip()
