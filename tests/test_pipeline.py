@@ -144,6 +144,9 @@ def test_analyze_with_post_contrast_t1_reports_enhancement_and_dit(tmp_path):
     assert sorted(by_pos.values()).count("yes") == 1
     header = (tmp_path / "out" / "lesions.csv").read_text().splitlines()[0]
     assert "enhancing" in header and "t1_hypointense" in header
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Enhancement and dissemination in time" in page
+    assert 'data-key="enhancement.enhancing_lesions" data-value="1"' in page
     # the same subject without the post-contrast scan: DIT from this scan is not assessed, never "no"
     res2 = Analyzer(opts).run({"flair": paths["flair"], "t1": paths["t1"]})
     dit = res2.report["enhancement"]["dissemination_in_time"]

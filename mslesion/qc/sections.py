@@ -201,9 +201,11 @@ def enhancement_section(report: dict) -> str:
 
 
 def subject_sections(report: dict) -> list[tuple[str, str]]:
+    enhancement = ([("Enhancement and dissemination in time", enhancement_section(report))]
+                   if report.get("enhancement") else [])
     return [("Summary", summary_section(report)),
             ("Lesions by region", regions_section(report)),
-            ("Enhancement and dissemination in time", enhancement_section(report)),
+            *enhancement,
             ("Model and its validated accuracy", model_section(report)),
             ("Brain mask", brain_section(report)),
             ("Inputs", inputs_section(report)),
