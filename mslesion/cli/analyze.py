@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..memory import parse_size
 from ..pipeline import AnalyzeOptions, Analyzer
+from ._outdir import removed_if_failed
 from ..preprocess import PreprocessOptions
 from ..preprocess.brain import BRAIN_METHODS
 
@@ -95,18 +96,10 @@ def memory_limit(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     inputs = {"flair": args.flair, "t1": args.t1, "t2": args.t2, "t1post": args.t1post}
     contrasts = {k for k, v in inputs.items() if v}
-    created = not args.out.exists()
-    try:
+    with removed_if_failed(args.out):
         options = options_from_args(args)
         spine = [(path, args.spine_contrast) for path in args.spine]
         result = Analyzer(options, contrasts=contrasts).run(inputs, args.out, spine=spine)
-    except BaseException:
-        if created:  # leave no trace of a failed run: remove the folder it made if still empty
-            try:
-                args.out.rmdir()
-            except OSError:
-                pass
-        raise
     summary = {k: result.report[k] for k in ("lesion_count", "total_volume_ml")}
     if result.report.get("spine"):
         summary["spinal_cord_lesions"] = result.report["regions"]["spinal_cord"]["count"]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..spine import CONTRASTS, SpineOptions, analyze_spine
+from ._outdir import removed_if_failed
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,18 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    created = not args.out.exists()
-    try:
+    with removed_if_failed(args.out):
         result = analyze_spine(args.image, args.contrast, args.out,
                                SpineOptions(disc_labels=args.disc_labels, auto_levels=not args.no_levels,
                                             top_disc=args.top_disc))
-    except BaseException:
-        if created:  # leave no trace of a failed run: remove the folder it made if still empty
-            try:
-                args.out.rmdir()
-            except OSError:
-                pass
-        raise
     rep = result.report
     print(json.dumps({"contrast": rep["image"]["contrast"], "contrast_source": rep["image"]["contrast_source"],
                       "lesion_count": rep["lesion_count"], "total_lesion_volume_mm3": rep["total_lesion_volume_mm3"],
