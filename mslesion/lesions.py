@@ -32,6 +32,30 @@ def remove_small(mask: np.ndarray, min_voxels: int, connectivity: int = 26) -> n
     return keep[labels]
 
 
+def binarize(prob: np.ndarray, threshold: float, min_voxels: int, min_peak: float = 0.0,
+             connectivity: int = 26) -> np.ndarray:
+    """The lesion mask of a probability map: ``prob >= threshold``, lesions under ``min_voxels``
+    removed, and (``min_peak`` > ``threshold``) lesions without a voxel at ``min_peak`` removed."""
+    mask = remove_small(prob >= threshold, min_voxels, connectivity)
+    if min_peak > threshold:
+        mask = keep_confident(mask, prob, min_peak, connectivity)
+    return mask
+
+
+def keep_confident(mask: np.ndarray, prob: np.ndarray, min_peak: float, connectivity: int = 26) -> np.ndarray:
+    """Keep the connected lesions of ``mask`` whose highest probability reaches ``min_peak``.
+
+    With ``mask = prob >= t`` this is hysteresis thresholding: lesions are outlined at ``t``
+    but must hold at least one voxel as sure as ``min_peak``.
+    """
+    labels, n = label_components(mask, connectivity)
+    if n == 0:
+        return mask.astype(bool)
+    peak = ndimage.maximum(prob, labels, index=np.arange(1, n + 1))
+    keep = np.concatenate([[False], np.asarray(peak) >= min_peak])
+    return keep[labels]
+
+
 @dataclass
 class Lesion:
     """One lesion: a connected component of the lesion mask."""

@@ -20,7 +20,7 @@ from .enhancement_stage import assess_subject as assess_enhancement
 from .errors import InputError, OutputError
 from .io import check_same_space, load_volume, save_volume
 from .memory import check_memory
-from .lesions import Lesion, find_lesions, remove_small
+from .lesions import Lesion, binarize, find_lesions
 from .location import LocationOptions, LocationResult, dis_verdict, locate
 from .preprocess import Preprocessed, PreprocessOptions, preprocess
 from .qc import write_subject_qc
@@ -45,6 +45,9 @@ class AnalyzeOptions:
     #: full fp32 inference (no bf16/fp16 autocast), e.g. to compare machines with and without bf16
     fp32: bool = False
     threshold: float | None = None
+    #: keep a lesion only where its highest probability reaches this; None: the model's (0: off).
+    #: analyze and batch only: compare calls changes from the evidence in both scans
+    min_peak: float | None = None
     min_lesion_mm3: float = 3.0
     preprocess: PreprocessOptions = field(default_factory=PreprocessOptions)
     location: LocationOptions = field(default_factory=LocationOptions)
@@ -61,6 +64,10 @@ class AnalyzeOptions:
         """
         check = self.preprocess.check_brain or (self.check_brain and self.preprocess.skull_strip)
         return replace(self.preprocess, device=self.preprocess.device or self.device, check_brain=check)
+
+    def min_peak_for(self, seg: Segmenter) -> float:
+        """The hysteresis level in force: the option where set, else the model's."""
+        return self.min_peak if self.min_peak is not None else float(getattr(seg, "min_peak", 0.0))
 
 
 @dataclass
@@ -164,7 +171,7 @@ class Analyzer:
         prob = pre.to_native(prob_work, order=1)
         prob = prob.with_data(np.clip(prob.data, 0.0, 1.0).astype(np.float32))
         min_vox = max(1, int(round(opts.min_lesion_mm3 / (prob.voxel_volume_ml * 1000.0))))
-        mask = prob.with_data(remove_small(prob.data >= threshold, min_vox).astype(np.uint8))
+        mask = prob.with_data(binarize(prob.data, threshold, min_vox, opts.min_peak_for(seg)).astype(np.uint8))
         labels, lesions = find_lesions(mask)
         t0 = time.perf_counter()
         location = locate(labels, lesions, pre, opts.location)
@@ -243,7 +250,7 @@ def build_report(vols: dict[str, Volume], seg: Segmenter, threshold: float, lesi
                    "shape": list(v.shape), "voxel_size_mm": [round(z, 4) for z in v.zooms]}
             for name, v in vols.items()
         },
-        "model": {"id": seg.model_id, "kind": seg.kind, "threshold": threshold,
+        "model": {"id": seg.model_id, "kind": seg.kind, "threshold": threshold, "min_peak": opts.min_peak_for(seg),
                   **({"inference": seg.inference_settings()} if hasattr(seg, "inference_settings") else {}),
                   # the validated accuracy from the model card, so every report says how far to trust it
                   "validation": getattr(seg, "validation", None)},

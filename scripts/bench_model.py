@@ -46,9 +46,9 @@ SUBJECT = {c: ("mslesseg_P14" if c.startswith("mslesseg_P14") else c) for c in C
 
 
 def score_prediction(prob_crop: np.ndarray, npz: Path, data: Path, case: str, threshold: float,
-                     min_mm3: float = 3.0) -> dict:
+                     min_mm3: float = 3.0, min_peak: float = 0.0) -> dict:
     from mslesion.io import load_volume
-    from mslesion.lesions import remove_small
+    from mslesion.lesions import binarize
     from mslesion.metrics import detection_by_size, evaluate
     from mslesion.preprocess.resample import resample_like
     from mslesion.volume import Volume
@@ -61,7 +61,7 @@ def score_prediction(prob_crop: np.ndarray, npz: Path, data: Path, case: str, th
     native = load_volume(data / folder / "flair.nii.gz", role="FLAIR")
     prob = resample_like(Volume(work, affine), native, order=1)
     min_vox = max(1, int(round(min_mm3 / (prob.voxel_volume_ml * 1000.0))))
-    mask = prob.with_data(remove_small(prob.data >= threshold, min_vox).astype(np.uint8))
+    mask = prob.with_data(binarize(prob.data, threshold, min_vox, min_peak).astype(np.uint8))
     per_rater = {}
     for r in raters:
         ref = load_volume(data / folder / f"{r}.nii.gz", role="lesion mask")

@@ -118,8 +118,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         for case in cases:
             with np.load(PREDS / args.tag / f"{case}.npz") as z:
                 prob = z["prob"].astype(np.float32)
-            rows.append(score_prediction(prob, args.train_data / f"{case}.npz", args.data, case, thr, args.min_mm3))
-        print(f"\n== {args.tag}: threshold {thr}, lesions >= {args.min_mm3} mm^3 (ISBI: mean of 2 raters)")
+            rows.append(score_prediction(prob, args.train_data / f"{case}.npz", args.data, case, thr, args.min_mm3,
+                                         args.min_peak))
+        print(f"\n== {args.tag}: threshold {thr}, lesions >= {args.min_mm3} mm^3, peak >= {args.min_peak} "
+              "(ISBI: mean of 2 raters)")
         print(f"{'case':22s} {'dice':>6s} {'F1':>6s} {'sens':>6s} {'prec':>6s}")
         for r in rows:
             print(f"{r['case']:22s} {r['dice']:6.3f} {r['lesion_f1']:6.3f} {r['lesion_sensitivity']:6.3f} "
@@ -177,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--tag", required=True)
     sc.add_argument("--cases", nargs="*")
     sc.add_argument("--thresholds", type=float, nargs="+", default=[0.5])
+    sc.add_argument("--min-peak", type=float, default=0.0,
+                    help="keep a lesion only where its highest probability reaches this (hysteresis)")
     sc.add_argument("--min-mm3", type=float, default=3.0)
     sc.add_argument("--json", type=Path)
     for p in (pr, sc):

@@ -65,13 +65,16 @@ def package(argv: list[str]) -> int:
     ap.add_argument("model_id")
     ap.add_argument("--card", type=Path, help="model card markdown to copy in")
     ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--min-peak", type=float, default=0.0,
+                    help="keep a lesion only where its highest probability reaches this (choose it on held-out "
+                         "scans with scripts/holdout_eval.py score --min-peak; default 0: off)")
     ap.add_argument("--no-auto", action="store_true", help="never pick this model for --model auto")
     ap.add_argument("--cpu-window", type=int, nargs=3, help="CPU sliding window (default: the training patch)")
     ap.add_argument("--also", type=Path, nargs="+", default=[],
                     help="further runs (seeds/folds) of the same set-up: package the ensemble (mean probability)")
     a = ap.parse_args(argv)
     card = a.card.read_text(encoding="utf-8") if a.card else None
-    extra = {"auto_select": not a.no_auto}
+    extra = {"auto_select": not a.no_auto, **({"min_peak": a.min_peak} if a.min_peak > 0 else {})}
     folder = package_run(a.run, a.dest, a.model_id, a.threshold, card_md=card, extra=extra,
                          cpu_window=a.cpu_window, also=a.also)
     print(json.dumps(json.loads((folder / "model.json").read_text())["sha256"]))

@@ -81,6 +81,19 @@ def test_remove_small():
     assert kept.sum() == 27
 
 
+def test_keep_confident_drops_lesions_without_a_sure_voxel():
+    from mslesion.lesions import keep_confident
+
+    prob = np.zeros((20, 20, 20), np.float32)
+    prob[2:5, 2:5, 2:5] = 0.6          # an unsure lesion: every voxel 0.6
+    prob[10:13, 10:13, 10:13] = 0.6    # a sure one: outlined at 0.5, one voxel at 0.95
+    prob[11, 11, 11] = 0.95
+    kept = keep_confident(prob >= 0.5, prob, 0.9)
+    assert kept.sum() == 27 and kept[11, 11, 11] and not kept[3, 3, 3]
+    assert keep_confident(prob >= 0.5, prob, 0.5).sum() == 54
+    assert not keep_confident(np.zeros_like(prob, bool), prob, 0.9).any()
+
+
 @pytest.mark.realdata
 def test_cohort_evaluation_of_isbi_inter_rater_agreement(shared_data, tmp_path):
     """Rater 2 scored against rater 1 on the three ISBI cases: the human level quoted in issue 4

@@ -501,3 +501,27 @@ def test_fine_tuning_starts_from_the_given_weights_and_packages_an_ensemble(tmp_
     assert meta["weights"] == ["weights_0.pt", "weights_1.pt"] and len(meta["sha256"]) == 2
     seg = load_model_segmenter(str(folder), {"flair"}, "cpu")
     assert len(seg.net.members) == 2
+
+
+def test_model_json_min_peak_is_read_and_checked(tmp_path):
+    import json
+    import shutil
+
+    from mslesion.errors import ModelError
+    from mslesion.model.store import models_root, read_spec
+
+    src = models_root() / "mslesion-flair-v2"
+    assert read_spec(src).min_peak == 0.9  # chosen on held-out scans, see its model card
+    dest = tmp_path / "m"
+    dest.mkdir()
+    raw = json.loads((src / "model.json").read_text())
+    for value, ok in ((0.0, True), (1.2, False), ("high", False)):
+        (dest / "model.json").write_text(json.dumps({**raw, "min_peak": value}))
+        if ok:
+            assert read_spec(dest).min_peak == value
+        else:
+            with pytest.raises(ModelError, match="min_peak"):
+                read_spec(dest)
+    del raw["min_peak"]
+    (dest / "model.json").write_text(json.dumps(raw))
+    assert read_spec(dest).min_peak == 0.0

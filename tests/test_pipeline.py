@@ -162,3 +162,41 @@ def test_post_contrast_t1_without_pre_contrast_t1_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "post.nii.gz" in err and "--t1" in err
     assert not (tmp_path / "o").exists()
+
+
+class _PeakedSegmenter:
+    """The baseline's lesions, rewritten: every lesion at probability 0.6, only the first with a 0.95 core."""
+
+    model_id, kind, threshold, min_peak = "peaked-stub", "trained", 0.5, 0.9
+
+    def __init__(self):
+        from mslesion.segment.baseline import ThresholdSegmenter
+
+        self.base = ThresholdSegmenter()
+
+    def predict(self, pre):
+        from scipy import ndimage
+
+        prob = self.base.predict(pre)
+        labels, n = ndimage.label(prob.data >= 0.5, np.ones((3, 3, 3)))
+        out = np.where(labels > 0, 0.6, 0.0).astype(np.float32)
+        centre = [int(round(c)) for c in ndimage.center_of_mass(labels == 1)]
+        out[tuple(slice(c - 1, c + 2) for c in centre)] = 0.95  # a sure core that survives resampling
+        return prob.with_data(out)
+
+
+def test_model_min_peak_drops_unsure_lesions_and_is_reported(tmp_path, monkeypatch):
+    import mslesion.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "load_segmenter", lambda *a, **k: _PeakedSegmenter())
+    flair = save(make_phantom(seed=0).flair, tmp_path / "f.nii.gz")
+    model_default = Analyzer(AnalyzeOptions(model="stub")).run({"flair": flair}).report
+    assert model_default["lesion_count"] == 1 and model_default["model"]["min_peak"] == 0.9
+    turned_off = Analyzer(AnalyzeOptions(model="stub", min_peak=0.0)).run({"flair": flair}).report
+    assert turned_off["lesion_count"] == 2 and turned_off["model"]["min_peak"] == 0.0
+
+
+def test_min_peak_option_is_checked(tmp_path, capsys):
+    assert main(["analyze", "--flair", str(tmp_path / "f.nii.gz"), "--out", str(tmp_path / "o"),
+                 "--min-peak", "1.5"]) == 2
+    assert "--min-peak" in capsys.readouterr().err

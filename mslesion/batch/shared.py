@@ -52,7 +52,7 @@ class InferenceServer:
             try:
                 seg = self.analyzer.segmenter_for(set(contrasts))
                 prob = seg.predict(pre)
-                reply = (req_id, "ok", prob, (seg.model_id, seg.kind, seg.threshold))
+                reply = (req_id, "ok", prob, (seg.model_id, seg.kind, seg.threshold, seg.min_peak))
             except Exception as exc:  # sent back, raised in the worker, recorded as that subject's failure
                 reply = (req_id, "error", f"{type(exc).__name__}: {exc}", None)
             self.busy_s += time.perf_counter() - t0
@@ -73,7 +73,7 @@ class RemoteSegmenter:
             self.client = counter.value % len(replies)
             counter.value += 1
         self.requests, self.reply = requests, replies[self.client]
-        self.model_id, self.kind, self.threshold = "pending", "remote", 0.5
+        self.model_id, self.kind, self.threshold, self.min_peak = "pending", "remote", 0.5, 0.0
 
     def predict(self, pre: Preprocessed) -> Volume:
         req_id = uuid.uuid4().hex
@@ -84,5 +84,5 @@ class RemoteSegmenter:
                 break
         if status != "ok":
             raise ModelError("inference-server", payload)
-        self.model_id, self.kind, self.threshold = meta
+        self.model_id, self.kind, self.threshold, self.min_peak = meta
         return payload

@@ -31,7 +31,8 @@ _ANALYZERS: dict[str, Analyzer] = {}
 
 def settings_of(options: AnalyzeOptions) -> dict:
     """The settings that make outputs differ; a rerun with other settings redoes the subject."""
-    return {"model": options.model, "threshold": options.threshold, "min_lesion_mm3": options.min_lesion_mm3,
+    return {"model": options.model, "threshold": options.threshold, "min_peak": options.min_peak,
+            "min_lesion_mm3": options.min_lesion_mm3,
             "preprocess": {k: str(v) for k, v in vars(options.preprocess).items()},
             "location": {k: str(v) for k, v in vars(options.location).items()}}
 

@@ -34,12 +34,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by every command that segments."""
+def add_model_arguments(p: argparse.ArgumentParser, hysteresis: bool = True) -> None:
+    """Options shared by every command that segments (``hysteresis``: also ``--min-peak``)."""
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                    help="where the model runs (auto: cuda, then mps, then cpu)")
     p.add_argument("--model", default="auto", help="model id or folder under models/, or 'baseline' (default: auto)")
     p.add_argument("--threshold", type=probability, default=None, help="probability threshold (default: the model's)")
+    if hysteresis:
+        p.add_argument("--min-peak", type=unit_interval, default=None, metavar="P",
+                       help="keep a lesion only where its highest probability reaches P (default: the model's, "
+                            "chosen on held-out scans; 0 turns it off)")
     p.add_argument("--tta", choices=["auto", "on", "off"], default="auto",
                    help="flip test-time augmentation (auto: on for GPUs, off for CPUs, as validated in the model card)")
     p.add_argument("--fp32", action="store_true",
@@ -57,7 +61,7 @@ def options_from_args(args: argparse.Namespace) -> AnalyzeOptions:
                             brain_extraction=args.brain_extraction)
     tta = {"auto": None, "on": True, "off": False}[args.tta]
     return AnalyzeOptions(model=args.model, device=args.device, tta=tta, fp32=args.fp32, threshold=args.threshold,
-                          min_lesion_mm3=args.min_lesion_mm3, preprocess=pre,
+                          min_peak=getattr(args, "min_peak", None), min_lesion_mm3=args.min_lesion_mm3, preprocess=pre,
                           max_memory=getattr(args, "max_memory", None))
 
 
@@ -80,6 +84,17 @@ def probability(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
     if not 0.0 < value < 1.0:  # also refuses nan and inf
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text!r}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """argparse type of --min-peak: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
     return value
 
 

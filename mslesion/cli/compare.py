@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-evidence", action="store_true",
                    help="keep change calls that the two scans do not support (issue-8 behaviour; "
                         "recorded in the report)")
-    add_model_arguments(p)
+    add_model_arguments(p, hysteresis=False)
     p.set_defaults(func=run)
 
 

@@ -41,6 +41,7 @@ class ModelSegmenter:
         self.spec = spec
         self.model_id = spec.model_id
         self.threshold = spec.threshold
+        self.min_peak = spec.min_peak
         #: the model's cross-validated accuracy from model.json (None where the folder has none)
         self.validation: dict | None = spec.raw.get("validation")
         self.device = resolve_device(device)

@@ -69,6 +69,8 @@ class ModelSpec:
     raw: dict = field(default_factory=dict)
     #: (weights file name, sha256) of every member; one for a single network
     members: list[tuple[str, str]] = field(default_factory=list)
+    #: hysteresis: a lesion is kept only where its highest probability reaches this (0: off)
+    min_peak: float = 0.0
 
     @property
     def required(self) -> set[str]:
@@ -99,11 +101,14 @@ def read_spec(folder: Path) -> ModelSpec:
         spec = ModelSpec(folder=folder, model_id=str(raw["id"]), channels=list(raw["channels"]),
                          architecture=dict(raw["architecture"]), threshold=float(raw["threshold"]),
                          sha256=members[0][1], patch_size=[int(p) for p in raw["patch_size"]],
-                         inference=dict(raw.get("inference", {})), raw=raw, members=members)
+                         inference=dict(raw.get("inference", {})), raw=raw, members=members,
+                         min_peak=float(raw.get("min_peak", 0.0)))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(card, f"model.json lacks or has a bad field: {exc}") from exc
     if spec.channels[:1] != ["flair"]:
         raise ModelError(card, f"channels must start with 'flair', got {spec.channels}")
+    if not 0.0 <= spec.min_peak <= 1.0:
+        raise ModelError(card, f"min_peak must lie in [0, 1], got {spec.min_peak}")
     if int(spec.architecture.get("in_channels", -1)) != len(spec.channels):
         raise ModelError(card, f"architecture in_channels {spec.architecture.get('in_channels')} "
                                f"!= {len(spec.channels)} channels")
@@ -130,7 +135,7 @@ def describe_models(root: Path | None = None, verify: bool = False) -> list[dict
         training = spec.raw.get("training", {})
         row = {"id": spec.model_id, "folder": str(folder), "channels": spec.channels,
                "required": sorted(spec.required), "auto_select": bool(spec.raw.get("auto_select", True)),
-               "threshold": spec.threshold, "patch_size": spec.patch_size,
+               "threshold": spec.threshold, "min_peak": spec.min_peak, "patch_size": spec.patch_size,
                "weights_mb": (round(sum(f.stat().st_size for f in files) / 2**20, 2)
                               if all(f.is_file() for f in files) else None),
                "ensemble_members": len(files),

@@ -39,6 +39,8 @@ def summary_section(report: dict) -> str:
     rows.append(("Model", "model.id", model.get("id")))
     if "threshold" in model:
         rows.append(("Probability threshold", "model.threshold", model.get("threshold")))
+    if model.get("min_peak"):
+        rows.append(("Lesions kept where peak probability reaches", "model.min_peak", model.get("min_peak")))
     if brain:
         rows.append(("Brain mask method", "brain_mask.method", brain.get("method")))
         rows.append(("Brain mask volume (mL)", "brain_mask.volume_ml", brain.get("volume_ml")))

@@ -21,6 +21,8 @@ class Segmenter(Protocol):
     model_id: str
     kind: str
     threshold: float
+    #: keep a lesion only where its highest probability reaches this (0: off)
+    min_peak: float
 
     def predict(self, pre: Preprocessed) -> Volume:
         """Lesion probability on the working grid of ``pre``."""

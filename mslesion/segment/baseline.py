@@ -20,6 +20,7 @@ class ThresholdSegmenter:
     model_id = BASELINE_ID
     kind = "classical-baseline"
     threshold = 0.5
+    min_peak = 0.0
 
     def __init__(self, k: float = 3.5, softness: float = 0.5) -> None:
         self.k = k
