@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -23,8 +22,17 @@ from ..volume import Volume
 from .inference import amp_dtype, resolve_device, sliding_window_predict
 from .store import ModelSpec, load_network, models_root, read_spec
 
-if TYPE_CHECKING:  # keep this package importable where preprocessing's extras are missing
-    from ..preprocess import Preprocessed
+
+class Preprocessed(Protocol):
+    """What a segmenter reads: the working-grid images and brain mask (a
+    :class:`mslesion.preprocess.Preprocessed` is one; the model package does not import preprocessing)."""
+
+    images: dict[str, Volume]
+    brain_mask: Volume
+
+    @property
+    def flair(self) -> Volume: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +74,8 @@ class ModelSegmenter:
 
     def inference_settings(self) -> dict:
         """How this segmenter runs (recorded in report.json)."""
-        return {"device": str(self.device), "tta": self.tta, "flips_per_pass": self.flips_per_pass if self.tta else None,
+        return {"device": str(self.device), "tta": self.tta,
+                "flips_per_pass": self.flips_per_pass if self.tta else None,
                 "tta_axes": list(self.tta_axes) if self.tta else None,
                 "window": list(self.window), "overlap": self.overlap,
                 "precision": str(amp_dtype(self.device, self.amp) or torch.float32).replace("torch.", "")}

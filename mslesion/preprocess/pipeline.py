@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from scipy import ndimage
 
 from ..volume import Volume

@@ -5,7 +5,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ..volume import Volume
+from ..volume import LabelVolume, Volume
 
 
 def reorient_canonical(vol: Volume) -> Volume:
@@ -35,13 +35,18 @@ def isotropic_grid(vol: Volume, spacing: float = 1.0) -> tuple[tuple[int, int, i
 def resample_to_grid(
     vol: Volume, shape: tuple[int, int, int], affine: np.ndarray, order: int = 1, cval: float = 0.0
 ) -> Volume:
-    """Resample ``vol`` onto the grid (shape, affine) by world coordinates."""
+    """Resample ``vol`` onto the grid (shape, affine) by world coordinates.
+
+    A :class:`~mslesion.volume.LabelVolume` (or ``order=0``, or boolean voxels) is resampled by
+    nearest neighbour and keeps its dtype; the result is of ``vol``'s own type.
+    """
     affine = np.asarray(affine, dtype=np.float64)
+    make = type(vol)
     if vol.shape == tuple(shape) and np.allclose(vol.affine, affine, atol=1e-5):
-        return Volume(vol.data.copy(), affine, vol.path, dict(vol.meta))
+        return make(vol.data.copy(), affine, vol.path, dict(vol.meta))
     vox = np.linalg.inv(vol.affine) @ affine
     data = vol.data
-    if order == 0 or data.dtype == bool:
+    if order == 0 or data.dtype == bool or isinstance(vol, LabelVolume):
         src = data.astype(np.float32)
         out = ndimage.affine_transform(src, vox[:3, :3], vox[:3, 3], output_shape=tuple(shape), order=0, cval=cval)
         out = out.astype(data.dtype)
@@ -50,7 +55,7 @@ def resample_to_grid(
             data.astype(np.float32), vox[:3, :3], vox[:3, 3], output_shape=tuple(shape), order=order, cval=cval,
             mode="constant",
         )
-    return Volume(out, affine, vol.path, dict(vol.meta))
+    return make(out, affine, vol.path, dict(vol.meta))
 
 
 def resample_like(vol: Volume, reference: Volume, order: int = 1, cval: float = 0.0) -> Volume:

@@ -105,7 +105,8 @@ def _sector_contrast(small: np.ndarray, semi: tuple[float, float], inner_f: floa
     return np.sort(diffs, axis=0)[rank].astype(np.float32)
 
 
-def cordness(img: np.ndarray, zooms: tuple[float, float, float], contrast: str, detect_mm: float) -> tuple[np.ndarray, float]:
+def cordness(img: np.ndarray, zooms: tuple[float, float, float], contrast: str,
+             detect_mm: float) -> tuple[np.ndarray, float]:
     """Cord-likeness per axial slice on a ``detect_mm`` grid.
 
     T2/STIR/T1/PSIR: the cord inside its CSF ring (ring brighter, resp. darker,
@@ -136,7 +137,8 @@ def track_centreline(resp: np.ndarray, dz_mm: float, detect_mm: float, opts: Cor
     nx, ny, nz = resp.shape
     shift = max(opts.min_shift_mm, opts.max_shift_mm_per_mm * dz_mm) / detect_mm
     w = int(np.ceil(shift))
-    offs = np.array([(dx, dy) for dx in range(-w, w + 1) for dy in range(-w, w + 1) if dx * dx + dy * dy <= shift**2 + 1e-6])
+    offs = np.array([(dx, dy) for dx in range(-w, w + 1) for dy in range(-w, w + 1)
+                     if dx * dx + dy * dy <= shift**2 + 1e-6])
     pen = opts.shift_penalty * (offs**2).sum(1) / max(shift**2, 1e-6)
     r = resp / max(float(np.percentile(resp, 99.9)), 1e-6)
     score = r[:, :, 0].copy()
@@ -284,7 +286,8 @@ def convex_radii(border_mm: np.ndarray) -> np.ndarray:
     return out
 
 
-def contour_to_soft(shape: tuple[int, int], centre: np.ndarray, border_mm: np.ndarray, px_mm: tuple[float, float]) -> np.ndarray:
+def contour_to_soft(shape: tuple[int, int], centre: np.ndarray, border_mm: np.ndarray,
+                    px_mm: tuple[float, float]) -> np.ndarray:
     """Soft in-plane mask of the star-shaped contour (linear ramp over one voxel)."""
     xx, yy = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
     dx = (xx - centre[0]) * px_mm[0]
