@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -16,8 +15,8 @@ import numpy as np
 
 from . import __version__
 from .atomic import output_group
+from .clock import Clock
 from .enhancement_stage import assess_subject as assess_enhancement
-from .errors import InputError
 from .inputs import CONTRASTS, load_inputs, prepare_out_dir
 from .io import load_volume, save_volume
 from .lesions import Lesion, find_lesions, remove_small
@@ -121,39 +120,35 @@ class Analyzer:
         ``spine`` lists (image, contrast) pairs of spinal images of the same subject; their
         cord lesions join the report and the dissemination-in-space verdict.
         """
-        t_start = time.perf_counter()
+        clock = Clock()
+        timings = clock.timings
         if self.options.max_memory != 0:
             check_memory(inputs, self.options.max_memory, self.options.preprocess.spacing_mm,
                          trained_model=self.options.model not in ("baseline", "flair-threshold-baseline"))
         vols = load_inputs(inputs)
         spinal = load_spinal_inputs(spine)
         out = prepare_out_dir(out_dir) if out_dir is not None else None
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
         opts = self.options
         pre_opts = opts.preprocess_options()
         if out is not None and pre_opts.save_dir is not None and not Path(pre_opts.save_dir).is_absolute():
             pre_opts = replace(pre_opts, save_dir=out / pre_opts.save_dir)
-        pre = preprocess(vols, pre_opts)
-        timings["preprocess_s"] = time.perf_counter() - t0
+        with clock.step("preprocess_s"):
+            pre = preprocess(vols, pre_opts)
         seg = self.segmenter_for(set(vols))
-        t0 = time.perf_counter()
-        prob_work = seg.predict(pre)
-        timings["segment_s"] = time.perf_counter() - t0
+        with clock.step("segment_s"):
+            prob_work = seg.predict(pre)
         threshold = opts.threshold if opts.threshold is not None else seg.threshold
         prob = pre.to_native(prob_work, order=1)
         prob = prob.with_data(np.clip(prob.data, 0.0, 1.0).astype(np.float32))
         min_vox = max(1, int(round(opts.min_lesion_mm3 / (prob.voxel_volume_ml * 1000.0))))
         mask = prob.with_data(remove_small(prob.data >= threshold, min_vox).astype(np.uint8))
         labels, lesions = find_lesions(mask)
-        t0 = time.perf_counter()
-        location = locate(labels, lesions, pre, opts.location)
-        timings["location_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        enhancement = assess_enhancement(pre, labels, lesions)
-        timings["enhancement_s"] = time.perf_counter() - t0
+        with clock.step("location_s"):
+            location = locate(labels, lesions, pre, opts.location)
+        with clock.step("enhancement_s"):
+            enhancement = assess_enhancement(pre, labels, lesions)
         spine_results = analyze_spinal_inputs(spinal, out)
-        timings["total_s"] = time.perf_counter() - t_start
+        clock.total("total_s")
         report = build_report(vols, seg, threshold, lesions, location, timings, opts)
         report.brain_mask = brain_mask_summary(pre.brain_mask)
         report.enhancement = enhancement
@@ -167,12 +162,11 @@ class Analyzer:
 
 def load_spinal_inputs(spine: Sequence[tuple[str | Path, str]]) -> list[tuple[Volume, str]]:
     """Load and check the spinal images up front, so a bad one is refused before anything is written."""
-    from .spine import CONTRASTS as SPINE_CONTRASTS
+    from .spine.cord import check_contrast
 
     loaded = []
     for path, contrast in spine:
-        if contrast not in SPINE_CONTRASTS:
-            raise InputError(path, f"unknown spinal contrast {contrast!r}; expected one of {list(SPINE_CONTRASTS)}")
+        check_contrast(contrast, path, allow_none=False)
         loaded.append((load_volume(path, role=f"spinal {contrast.upper()}"), contrast))
     return loaded
 

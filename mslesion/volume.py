@@ -17,6 +17,17 @@ import nibabel as nib
 import numpy as np
 
 
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice, slice]:
+    """Index box of a mask's nonzero voxels grown by ``margin`` voxels on each side, clipped to the array.
+
+    The one bounding box of the package (the model's brain crop, the change detection's and the
+    registration's brain boxes); ``mask`` must hold at least one nonzero voxel.
+    """
+    idx = np.nonzero(mask)
+    return tuple(slice(max(0, int(i.min()) - margin), min(n, int(i.max()) + margin + 1))  # type: ignore[return-value]
+                 for i, n in zip(idx, mask.shape))
+
+
 @dataclass(frozen=True, eq=False)
 class Volume:
     """A 3-D image: voxel array, voxel-to-world affine and where it came from."""

@@ -173,3 +173,70 @@ def phantom_reports(tmp_path_factory) -> dict[str, dict]:
 @pytest.mark.parametrize("name", ["analyze_spine", "report", "spine"])
 def test_phantom_report_keys(phantom_reports, name):
     assert key_paths(phantom_reports[name]) == PINNED[name]
+
+
+def test_report_type_reads_its_own_json(phantom_reports):
+    """report.json -> Report -> report.json gives the same keys, order and values."""
+    from mslesion.report import Report
+
+    for name in ("analyze_spine", "report"):
+        d = phantom_reports[name]
+        typed = Report.from_dict(d)
+        assert typed.to_dict() == d
+        assert list(typed.to_dict()) == list(d)
+        assert typed.lesion_count == d["lesion_count"] and typed["lesion_count"] == d["lesion_count"]
+    typed = Report.from_dict(phantom_reports["analyze_spine"])
+    assert typed.regions["spinal_cord"].count == phantom_reports["analyze_spine"]["regions"]["spinal_cord"]["count"]
+    assert typed.spine is not None and typed.spine[0].lesion_count == len(typed.spine[0].lesions)
+
+
+def test_extra_sections_follow_the_others():
+    """A later section (e.g. brain volumes) is written after the built-in ones, in the order added."""
+    from mslesion.report import ModelInfo, Report, Settings
+
+    rep = Report(lesion_count=0, total_volume_ml=0.0, regions={}, mcdonald_dis=None, inputs={},
+                 model=ModelInfo("m", "trained", 0.5), settings=Settings(3.0, "cpu", None, False), timings_s={},
+                 mslesion_version="x")
+    rep.sections["volumes"] = {"brain_ml": 1.0}
+    d = rep.to_dict()
+    assert list(d)[-1] == "volumes" and d["volumes"] == {"brain_ml": 1.0}
+    assert "brain_mask" not in d and "model" in d and "inference" not in d["model"]
+    assert rep["volumes"] == {"brain_ml": 1.0} and "volumes" in rep
+
+
+def test_label_volume_resamples_by_nearest_neighbour():
+    import numpy as np
+
+    from mslesion.preprocess.registration import resample_moving
+    from mslesion.preprocess.resample import resample_to_grid
+    from mslesion.volume import LabelVolume, Volume
+
+    labels = np.zeros((8, 8, 8), np.int32)
+    labels[2:5, 2:5, 2:5] = 7
+    vol = Volume(labels, np.eye(4)).as_labels()
+    assert isinstance(vol.with_data(labels), LabelVolume)
+    shifted = np.eye(4)
+    shifted[:3, 3] = 0.5  # half-voxel shift: linear interpolation would blur the label values
+    out = resample_to_grid(vol, (8, 8, 8), shifted)
+    assert isinstance(out, LabelVolume) and out.data.dtype == np.int32
+    assert set(np.unique(out.data)) <= {0, 7}
+    moved = resample_moving(vol, Volume(np.zeros((8, 8, 8), np.float32), shifted), np.eye(4), order=1)
+    assert isinstance(moved, LabelVolume) and set(np.unique(moved.data)) <= {0, 7}
+    linear = resample_to_grid(vol.as_intensity(), (8, 8, 8), shifted)
+    assert len(np.unique(linear.data)) > 2
+
+
+def test_one_csv_writer_quotes_what_needs_quoting():
+    import csv
+    import io
+
+    from mslesion.lesions import CORD_COLUMNS, CordLesion
+    from mslesion.report import lesions_csv_text
+
+    les = CordLesion(id=1, voxels=10, volume_ml=0.01234, centroid_x=1.0, centroid_y=2.0, centroid_z=3.0,
+                     region="spinal_cord", length_mm=4.5, max_axial_extent_mm=3.25, levels="C2,C3")
+    text = lesions_csv_text([les])
+    assert text.splitlines()[0] == ",".join(CORD_COLUMNS)
+    (row,) = csv.DictReader(io.StringIO(text))
+    assert row["levels"] == "C2,C3" and float(row["volume_mm3"]) == 12.34 and les["length_mm"] == 4.5
+    assert lesions_csv_text([], CORD_COLUMNS) == ",".join(CORD_COLUMNS) + "\n"

@@ -35,7 +35,7 @@ from ..preprocess.normalize import robust_zscore
 from ..preprocess.resample import isotropic_grid, resample_like, resample_to_grid
 from ..report import sha256_of
 from ..segment import Segmenter, load_segmenter
-from ..volume import Volume
+from ..volume import Volume, bounding_box
 from .change import KINDS, ChangeMaps, ChangeOptions, detect_changes
 from .outputs import write_compare_outputs
 from .result import CompareResult
@@ -145,10 +145,7 @@ def _detect_in_box(f0: np.ndarray, f1: np.ndarray, p0: np.ndarray, p1: np.ndarra
     """Run :func:`detect_changes` on the brain's bounding box only (much faster), then paste back."""
     if not brain.any():
         raise InputError(None, "the brain masks of the two time points do not overlap after registration")
-    idx = np.nonzero(brain)
-    margin = 8
-    box = tuple(slice(max(0, int(i.min()) - margin), min(n, int(i.max()) + margin + 1))
-                for i, n in zip(idx, brain.shape))
+    box = bounding_box(brain, margin=8)
     found = detect_changes(f0[box], f1[box], np.clip(p0[box], 0, 1), np.clip(p1[box], 0, 1), brain[box], spacing,
                            threshold, options)
     kinds = np.zeros(brain.shape, found.kinds.dtype)
@@ -196,9 +193,7 @@ def _registration_view(vol: Volume, mask: np.ndarray, spacing: float = REGISTRAT
     """
     if not mask.any():
         mask = np.ones(vol.shape, bool)
-    idx = np.nonzero(mask)
-    pad = int(np.ceil(margin_mm / min(vol.zooms)))
-    box = tuple(slice(max(0, int(i.min()) - pad), min(n, int(i.max()) + pad + 1)) for i, n in zip(idx, vol.shape))
+    box = bounding_box(mask, margin=int(np.ceil(margin_mm / min(vol.zooms))))
     offset = np.eye(4)
     offset[:3, 3] = [b.start for b in box]
     data = vol.data[box]

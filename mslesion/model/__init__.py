@@ -18,7 +18,7 @@ import torch
 from scipy import ndimage
 
 from ..errors import ModelError
-from ..volume import Volume
+from ..volume import Volume, bounding_box
 from .inference import amp_dtype, resolve_device, sliding_window_predict
 from .store import ModelSpec, load_network, models_root, read_spec
 
@@ -109,12 +109,6 @@ class ModelSegmenter:
         prob[~keep] = 0.0
         log.info("model %s predicted %s in %.1f s", self.model_id, pre.flair.shape, time.perf_counter() - t0)
         return pre.flair.with_data(prob)
-
-
-def bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
-    idx = np.nonzero(mask)
-    return tuple(slice(max(0, int(i.min()) - margin), min(s, int(i.max()) + margin + 1))  # type: ignore[return-value]
-                 for i, s in zip(idx, mask.shape))
 
 
 def resolve_model_folder(model: str, contrasts: set[str]) -> Path:

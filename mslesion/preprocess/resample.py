@@ -18,18 +18,28 @@ def reorient_canonical(vol: Volume) -> Volume:
     return Volume(np.ascontiguousarray(data), affine, vol.path, dict(vol.meta))
 
 
-def isotropic_grid(vol: Volume, spacing: float = 1.0) -> tuple[tuple[int, int, int], np.ndarray]:
-    """A grid with ``spacing`` mm voxels, axes along ``vol``'s axes, covering its field of view."""
+def grid_covering(vol: Volume, spacing: float | tuple[float, float, float], min_size: int = 1,
+                  tolerance: float = 0.0) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The one grid builder: voxels of ``spacing`` mm (one value or one per axis), axes along ``vol``'s
+    axes, covering its field of view with the field-of-view edge (voxel corner) kept in place.
+
+    Each axis has ``ceil(extent / spacing - tolerance)`` voxels, at least ``min_size``.
+    """
     zooms = np.asarray(vol.zooms)
+    step = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
     directions = vol.affine[:3, :3] / zooms
     extent = np.asarray(vol.shape) * zooms
-    shape = tuple(int(max(1, np.ceil(e / spacing))) for e in extent)
+    shape = tuple(int(max(min_size, np.ceil(e / s - tolerance))) for e, s in zip(extent, step))
     affine = np.eye(4)
-    affine[:3, :3] = directions * spacing
-    # keep the field-of-view edge (voxel corner) in the same place
+    affine[:3, :3] = directions * step
     corner = vol.affine @ np.array([-0.5, -0.5, -0.5, 1.0])
     affine[:3, 3] = corner[:3] + affine[:3, :3] @ np.array([0.5, 0.5, 0.5])
     return shape, affine  # type: ignore[return-value]
+
+
+def isotropic_grid(vol: Volume, spacing: float = 1.0) -> tuple[tuple[int, int, int], np.ndarray]:
+    """A grid with ``spacing`` mm voxels, axes along ``vol``'s axes, covering its field of view."""
+    return grid_covering(vol, spacing)
 
 
 def resample_to_grid(

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import __version__
+from ..clock import Clock
 from ..errors import InputError
 from ..inputs import prepare_out_dir
 from ..io import load_volume, save_volume
@@ -17,7 +17,7 @@ from ..lesions import CORD_COLUMNS, CordLesion
 from ..location.dis import dis_verdict
 from ..report import DisVerdict, RegionCount, SpineReport, write_lesions_csv, write_report
 from ..volume import Volume
-from .cord import CONTRASTS, CordOptions
+from .cord import CordOptions, check_contrast
 from .find import find_cord
 from .grid import to_native, to_working
 from .lesions import LesionOptions, segment_cord_lesions
@@ -55,8 +55,7 @@ def analyze_spine(image: Path, contrast: str | None, out_dir: Path | None,
                   options: SpineOptions | None = None) -> SpineResult:
     """Load a spinal image and analyse it (see :func:`analyze_volume`); ``contrast`` None: inferred."""
     image = Path(image)
-    if contrast is not None and contrast not in CONTRASTS:
-        raise InputError(image, f"unknown spinal contrast {contrast!r}; expected one of {list(CONTRASTS)}")
+    check_contrast(contrast, image)
     vol = load_volume(image, role="spinal image" if contrast is None else f"spinal {contrast.upper()}")
     return analyze_volume(vol, contrast, out_dir, options)
 
@@ -68,10 +67,9 @@ def analyze_volume(vol: Volume, contrast: str | None, out_dir: Path | None,
     ``contrast`` None: read from the file name, else from the image (see :func:`find_cord`).
     Raises :class:`~mslesion.spine.plausibility.NoCordError` when the image holds no plausible cord.
     """
-    if contrast is not None and contrast not in CONTRASTS:
-        raise InputError(vol.path, f"unknown spinal contrast {contrast!r}; expected one of {list(CONTRASTS)}")
+    check_contrast(contrast, vol.path)
     opts = options or SpineOptions()
-    t0 = time.perf_counter()
+    clock = Clock(digits=3)
     if out_dir is not None:  # an unwritable output is refused before the analysis, not after it
         out_dir = prepare_out_dir(out_dir)
     work = to_working(vol)
@@ -136,7 +134,8 @@ def analyze_volume(vol: Volume, contrast: str | None, out_dir: Path | None,
                            "asymmetry vs the mirrored cord, hysteresis inside cord"},
         mslesion_version=__version__,
     )
-    report.timings_s = {"total_s": round(time.perf_counter() - t0, 3)}
+    clock.total("total_s")
+    report.timings_s = clock.timings
     result = SpineResult(cord_native, lesion_native, lesions, report, None)
     if out_dir is not None:
         out = Path(out_dir)

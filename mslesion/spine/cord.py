@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from ..errors import InputError
 from ..volume import Volume
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,12 @@ log = logging.getLogger(__name__)
 #: sign of the intensity step from cord to CSF, per contrast.
 CSF_SIGN = {"t2": 1.0, "t2s": 1.0, "stir": 1.0, "t1": -1.0, "psir": -1.0}
 CONTRASTS = tuple(CSF_SIGN)
+
+
+def check_contrast(contrast: str | None, path: str | Path | None = None, allow_none: bool = True) -> None:
+    """Refuse a spinal contrast name that is not one of :data:`CONTRASTS` (None, "infer it", unless not allowed)."""
+    if (contrast is not None or not allow_none) and contrast not in CONTRASTS:
+        raise InputError(path, f"unknown spinal contrast {contrast!r}; expected one of {list(CONTRASTS)}")
 
 
 @dataclass
