@@ -31,6 +31,7 @@ from .report import (
     ModelInfo,
     RegionCount,
     Report,
+    SegmenterInfo,
     Settings,
     to_plain,
     write_lesions_csv,
@@ -199,7 +200,7 @@ def brain_mask_summary(mask: Volume) -> BrainMaskInfo:
                          volume_ml=round(float(np.count_nonzero(mask.data)) * mask.voxel_volume_ml, 1))
 
 
-def build_report(vols: dict[str, Volume], seg: Segmenter, threshold: float, lesions: list[Lesion],
+def build_report(vols: dict[str, Volume], seg: SegmenterInfo, threshold: float, lesions: list[Lesion],
                  location: LocationResult, timings: dict[str, float], opts: AnalyzeOptions) -> Report:
     """The subject report of an analysis (the one place it is built; spine, enhancement etc. extend it)."""
     return Report(

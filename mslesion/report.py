@@ -13,10 +13,20 @@ import hashlib
 import io
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Protocol, Sequence
 
 from .atomic import write_json, write_text
 from .lesions import BASE_COLUMNS, Lesion
+
+
+class SegmenterInfo(Protocol):
+    """What a report says about the segmenter (a segmenter, or a stand-in for a given mask)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
 
 
 class Section:
@@ -102,14 +112,19 @@ class DisVerdict(Section):
     note: str = ""
 
     @classmethod
+    def of(cls, d: Mapping[str, Any]) -> "DisVerdict":
+        """From :func:`mslesion.location.dis_verdict`'s dict."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "DisVerdict | None":
         """The verdict of a report.json (None where there is none: no object, or one without ``met``)."""
         if isinstance(d, DisVerdict):
             return d
         if not isinstance(d, Mapping) or "met" not in d:
             return None
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls.of(d)
 
 
 @dataclass
@@ -145,7 +160,7 @@ class ModelInfo(Section):
     validation: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, seg: Any, threshold: float) -> "ModelInfo":
+    def of(cls, seg: "SegmenterInfo", threshold: float) -> "ModelInfo":
         """From a segmenter (``inference`` only where the segmenter has inference settings)."""
         inference = seg.inference_settings() if hasattr(seg, "inference_settings") else None
         return cls(id=seg.model_id, kind=seg.kind, threshold=threshold, inference=inference,
@@ -236,7 +251,7 @@ class Report(Section):
             k: int(v) for k, v in brain.qualifying_lesions_per_area.items()
             if k not in brain.areas_not_assessed and k != "spinal_cord"}
         counts["spinal_cord"] = int(qualifying)
-        self.mcdonald_dis = DisVerdict.from_dict(dis_verdict(counts, location_options))
+        self.mcdonald_dis = DisVerdict.of(dis_verdict(counts, location_options))
         self.spine = [SpineSummary(image=str(res.report.image.get("path")), lesion_count=len(res.lesions),
                                    lesions=list(res.lesions), out_dir=None if res.out_dir is None else str(res.out_dir))
                       for res in spine_results]
@@ -307,7 +322,7 @@ def write_lesions_csv(path: str | Path, lesions: Sequence[Lesion], columns: Sequ
     return write_text(path, lesions_csv_text(lesions, columns))
 
 
-def write_report(path: str | Path, report: Report | Mapping[str, Any]) -> Path:
+def write_report(path: str | Path, report: Section | Mapping[str, Any]) -> Path:
     return write_json(path, to_plain(report))
 
 

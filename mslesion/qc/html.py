@@ -11,6 +11,7 @@ import json
 import math
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
@@ -138,13 +139,13 @@ def value_cell(value: object, key: str | None = None) -> str:
     return f"<td{cls}{attrs}>{escape(fmt(value))}</td>"
 
 
-def facts_table(rows: list[tuple[str, str | None, object]], table_id: str) -> str:
+def facts_table(rows: Sequence[tuple[str, str | None, object]], table_id: str) -> str:
     """Readable two-column table of (label, dotted report key or None, value) rows."""
     body = "".join(f"<tr><th>{escape(label)}</th>{value_cell(value, key)}</tr>" for label, key, value in rows)
     return f'<table class="summary" id="{escape(table_id, quote=True)}">{body}</table>'
 
 
-def grid_table(columns: list[str], rows: list[list[tuple[str | None, object]]], table_id: str) -> str:
+def grid_table(columns: list[str], rows: Sequence[Sequence[tuple[str | None, object]]], table_id: str) -> str:
     """Table with a header row; each cell is (dotted report key or None, value)."""
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(value_cell(v, k) for k, v in r) + "</tr>" for r in rows)

@@ -77,24 +77,34 @@ def lesion_centre(labels: np.ndarray, les_id: int, affine: np.ndarray, target: n
 
 
 class _Preprocessed(Protocol):
-    native: Volume
-    brain_mask: Volume | None
+    @property
+    def native(self) -> Volume: ...
+
+    @property
+    def brain_mask(self) -> Volume | None: ...
 
 
 class SubjectOutputs(Protocol):
     """What the subject page is drawn from (an :class:`~mslesion.pipeline.AnalysisResult` is one)."""
 
-    lesion_mask: Volume
-    lesions: list[Lesion]
-    report: Report | dict[str, Any]
-    preprocessed: _Preprocessed
+    @property
+    def lesion_mask(self) -> Volume: ...
+
+    @property
+    def lesions(self) -> list[Lesion]: ...
+
+    @property
+    def report(self) -> Report | dict[str, Any]: ...
+
+    @property
+    def preprocessed(self) -> _Preprocessed: ...
 
 
 def key_figures(report: Report | Mapping[str, Any]) -> dict:
     """The few numbers a reader wants first: dotted report key -> (label, value)."""
     report = as_report(report)
-    figs = {"lesion_count": ("lesions", report.lesion_count),
-            "total_volume_ml": ("total volume (mL)", report.total_volume_ml)}
+    figs: dict[str, tuple[str, object]] = {"lesion_count": ("lesions", report.lesion_count),
+                                           "total_volume_ml": ("total volume (mL)", report.total_volume_ml)}
     if report.mcdonald_dis is not None:
         figs["mcdonald_dis.met"] = ("McDonald 2017 DIS met", report.mcdonald_dis.met)
     if report.model.id is not None:
@@ -142,7 +152,8 @@ def write_subject_qc(result: SubjectOutputs, out_dir: Path, convention: str = "r
     brain = result.preprocessed.brain_mask
     has_brain = brain is not None and bool(np.any(brain.data))
     head_box = world_box(image)
-    box = clip_box(mask_box(brain, margin_mm=4.0), head_box) if has_brain else head_box  # the brain's own extent
+    # the brain's own extent
+    box = clip_box(mask_box(brain, margin_mm=4.0), head_box) if has_brain and brain is not None else head_box
     window = intensity_window(image, brain if has_brain else None)
     pts = lesion_points(labels)
     if has_brain and pts.size:  # slices stay inside the brain's extent, whatever lies outside it
@@ -155,7 +166,7 @@ def write_subject_qc(result: SubjectOutputs, out_dir: Path, convention: str = "r
         images.append((f"{view.capitalize()} slices", save_png(img, qc / f"{view}.png")))
         if view == "axial" and planes:
             best_axial = max(planes, key=lambda pl: int(np.count_nonzero(sample(labels, pl, order=0))))
-    if has_brain:
+    if has_brain and brain is not None:
         images.append(brain_mask_figure(image, brain, box, window, qc, convention, report.brain_mask))
     for n, spine in enumerate(report.spine or []):  # analyze --spine: the cord's own QC view
         png = Path(spine.out_dir) / "qc_sagittal.png" if spine.out_dir else None

@@ -160,9 +160,9 @@ def spinal_dis(lesions: list[CordLesion], contrast: str, min_long_axis_mm: float
     """
 
     if contrast == "t1":
-        return DisVerdict.from_dict(dis_verdict({}))
+        return DisVerdict.of(dis_verdict({}))
     n = sum(1 for les in lesions if max(les.length_mm, les.max_axial_extent_mm) >= min_long_axis_mm)
-    return DisVerdict.from_dict(dis_verdict({"spinal_cord": n}))
+    return DisVerdict.of(dis_verdict({"spinal_cord": n}))
 
 
 def _centre_at(centres: np.ndarray, zpos: float) -> tuple[float, float]:
@@ -197,7 +197,7 @@ def measure_lesions(mask: np.ndarray, work: Volume, geometry: dict, levels: np.n
     lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     zooms = work.zooms
     voxel_mm3 = float(abs(np.linalg.det(work.affine[:3, :3])))
-    rows = []
+    rows: list[CordLesion] = []
     for i, sl in enumerate(ndimage.find_objects(lab), start=1):
         if sl is None:
             continue
