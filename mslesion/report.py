@@ -4,7 +4,7 @@
 the spine (:meth:`Report.add_spine`), the enhancement stage (``enhancement``) and any later
 section (``sections``, e.g. brain volumes).  :meth:`Report.to_dict` gives report.json with the
 same keys, in the same order, as the nested dicts it replaces; ``report["key"]`` and
-``report.get("key")`` still read like those dicts.
+``report.get("key")`` still read like those dicts, and ``report["name"] = section`` adds a section.
 """
 from __future__ import annotations
 
@@ -55,6 +55,16 @@ class Section:
         if isinstance(extra, dict) and key in extra:
             return extra[key]
         raise KeyError(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        """``report["key"] = value`` as on the dicts: a field is set, any other name becomes a further section."""
+        if key in (f.name for f in fields(self)) and key != "sections":  # type: ignore[arg-type]
+            setattr(self, key, value)
+            return
+        extra = getattr(self, "sections", None)
+        if not isinstance(extra, dict):
+            raise KeyError(f"{type(self).__name__} has no field {key!r}")
+        extra[key] = value
 
     def get(self, key: str, default: Any = None) -> Any:
         try:

@@ -202,6 +202,9 @@ def test_extra_sections_follow_the_others():
     assert list(d)[-1] == "volumes" and d["volumes"] == {"brain_ml": 1.0}
     assert "brain_mask" not in d and "model" in d and "inference" not in d["model"]
     assert rep["volumes"] == {"brain_ml": 1.0} and "volumes" in rep
+    rep["lesion_count"] = 3  # dict-style writes: a field, or a further section
+    rep["other"] = [1]
+    assert rep.lesion_count == 3 and list(rep.to_dict())[-2:] == ["volumes", "other"]
 
 
 def test_label_volume_resamples_by_nearest_neighbour():
