@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import MAX_AXIS, MAX_VOXELS, check_affine
+from .limits import MAX_AXIS, MAX_VOXELS, check_affine
 from .volume import Volume
 
 log = logging.getLogger(__name__)

@@ -40,8 +40,7 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
         reason = "no T1 given" if not has_post else "a post-contrast T1 needs the pre-contrast T1 (--t1) too"
         section["dissemination_in_time"] = {**enh.dissemination_in_time([], assessed=False), "reason": reason}
         return section
-    native_labels = pre.native.with_data(labels.astype(np.float32))
-    work = np.rint(resample_like(native_labels, pre.flair, order=0).data).astype(np.int32)
+    work = resample_like(pre.native.with_data(labels).as_labels(), pre.flair).data.astype(np.int32)
     brain = pre.brain_mask.data > 0
     flair, t1 = pre.images["flair"].data, pre.images["t1"].data
     refs = enh.reference_masks(flair, t1, brain, work > 0)

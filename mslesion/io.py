@@ -16,14 +16,11 @@ import numpy as np
 
 from .atomic import write_nifti
 from .errors import InputError
+from .limits import MAX_AXIS, MAX_VOXELS, check_affine
 from .volume import Volume
 
 log = logging.getLogger(__name__)
 
-#: refuse a declared axis longer than this (voxels) before reading any data.
-MAX_AXIS = 4096
-#: refuse a declared volume with more voxels than this before reading any data.
-MAX_VOXELS = 1024**3
 #: two contrasts must share at least this fraction of the smaller one's world box.
 MIN_OVERLAP = 0.5
 
@@ -200,13 +197,6 @@ def _gzip_size_at_least(path: Path, expected: int, role: str) -> int:
             return total
         raise InputError(path, f"{role} file is corrupt or truncated (gzip stream: {_short(exc)})") from exc
     return total
-
-
-def check_affine(path: Path | None, affine: np.ndarray, role: str) -> None:
-    m = np.asarray(affine, dtype=np.float64)[:3, :3]
-    det = float(np.linalg.det(m))
-    if not np.isfinite(det) or abs(det) < 1e-6:
-        raise InputError(path, f"{role} has a singular voxel-to-world affine (determinant {det:.3g})")
 
 
 def load_mask(path: str | Path, role: str = "lesion") -> Volume:

@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import ndimage
 
 from .volume import Volume
+
+#: lesions.csv columns of a brain lesion (extra columns follow)
+BASE_COLUMNS = ["id", "voxels", "volume_ml", "centroid_x", "centroid_y", "centroid_z", "region"]
+#: cord_lesions.csv columns of a spinal-cord lesion
+CORD_COLUMNS = ["id", "volume_mm3", "length_mm", "max_axial_extent_mm", "levels", "centroid_x", "centroid_y",
+                "centroid_z", "region"]
 
 
 def structure(connectivity: int) -> np.ndarray:
@@ -58,7 +65,12 @@ def keep_confident(mask: np.ndarray, prob: np.ndarray, min_peak: float, connecti
 
 @dataclass
 class Lesion:
-    """One lesion: a connected component of the lesion mask."""
+    """One lesion: a connected component of the lesion mask (brain; :class:`CordLesion` for the cord).
+
+    :meth:`row` is its lesions.csv row (and its report.json object); ``lesion["column"]`` reads it.
+    """
+
+    COLUMNS: ClassVar[list[str]] = BASE_COLUMNS
 
     id: int
     voxels: int
@@ -69,11 +81,47 @@ class Lesion:
     region: str = ""
     extra: dict = field(default_factory=dict)
 
-    def row(self) -> dict:
+    @property
+    def volume_mm3(self) -> float:
+        return self.volume_ml * 1000.0
+
+    def row(self) -> dict[str, Any]:
         d = asdict(self)
         extra = d.pop("extra")
         d.update(extra)
         return d
+
+    def __getitem__(self, column: str) -> Any:
+        return self.row()[column]
+
+    def get(self, column: str, default: Any = None) -> Any:
+        return self.row().get(column, default)
+
+
+@dataclass
+class CordLesion(Lesion):
+    """A spinal-cord lesion: also its length along the cord, largest axial extent and vertebral levels.
+
+    Its row has the cord table's columns (:data:`CORD_COLUMNS`): volume in mm^3 (2 decimals), no voxel count.
+    """
+
+    COLUMNS: ClassVar[list[str]] = CORD_COLUMNS
+
+    length_mm: float = 0.0
+    max_axial_extent_mm: float = 0.0
+    #: ';'-joined level names, e.g. "C2;C3"
+    levels: str = ""
+
+    @property
+    def volume_mm3(self) -> float:
+        return round(self.volume_ml * 1000.0, 2)
+
+    def row(self) -> dict[str, Any]:
+        values = {"id": self.id, "volume_mm3": self.volume_mm3, "length_mm": self.length_mm,
+                  "max_axial_extent_mm": self.max_axial_extent_mm, "levels": self.levels,
+                  "centroid_x": self.centroid_x, "centroid_y": self.centroid_y, "centroid_z": self.centroid_z,
+                  "region": self.region}
+        return {**values, **self.extra}
 
 
 def find_lesions(mask: Volume, connectivity: int = 26) -> tuple[np.ndarray, list[Lesion]]:

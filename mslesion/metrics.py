@@ -1,9 +1,8 @@
 """Segmentation scores: voxel Dice, lesion-wise detection, volume difference."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-
 import logging
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -176,7 +175,7 @@ def evaluate(pred: Volume, ref: Volume, connectivity: int = 26, min_lesion_mm3: 
     if resampled:
         log.warning("%s: prediction resampled (nearest neighbour) from a %s grid of %s mm onto the reference's "
                     "%s grid of %s mm", pred.path, pred.shape, _mm(pred), ref.shape, _mm(ref))
-        p = resample_like(pred.with_data(p.astype(np.float32)), ref, order=0).data > 0
+        p = resample_like(pred.with_data(p).as_labels(), ref).data > 0
     if min_lesion_mm3 > 0:
         min_vox = int(np.ceil(min_lesion_mm3 / (ref.voxel_volume_ml * 1000.0) - 1e-9))
         p, r = remove_small(p, min_vox, connectivity), remove_small(r, min_vox, connectivity)

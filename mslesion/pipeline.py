@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -16,21 +15,36 @@ import numpy as np
 
 from . import __version__
 from .atomic import output_group
+from .clock import Clock
 from .enhancement_stage import assess_subject as assess_enhancement
-from .errors import InputError, OutputError
-from .io import check_same_space, load_volume, save_volume
-from .memory import check_memory
+from .inputs import CONTRASTS, load_inputs, prepare_out_dir
+from .io import load_volume, save_volume
 from .lesions import Lesion, binarize, find_lesions
-from .location import LocationOptions, LocationResult, dis_verdict, locate
+from .location import LocationOptions, LocationResult, locate
+from .memory import check_memory
 from .preprocess import Preprocessed, PreprocessOptions, preprocess
 from .qc import write_subject_qc
-from .report import sha256_of, write_lesions_csv, write_report
+from .report import (
+    BrainMaskInfo,
+    DisVerdict,
+    InputInfo,
+    ModelInfo,
+    RegionCount,
+    Report,
+    SegmenterInfo,
+    Settings,
+    to_plain,
+    write_lesions_csv,
+    write_report,
+)
 from .segment import Segmenter, load_segmenter
 from .volume import Volume
 
 log = logging.getLogger(__name__)
 
-CONTRASTS = ("flair", "t1", "t2", "t1post")
+__all__ = ["CONTRASTS", "OUTPUT_FILES", "AnalysisResult", "AnalyzeOptions", "Analyzer", "analyze", "build_report",
+           "load_inputs", "merge_spine", "prepare_out_dir", "write_outputs"]
+
 OUTPUT_FILES = ("lesions.nii.gz", "lesion_probability.nii.gz", "lesions.csv", "report.json")
 
 
@@ -65,9 +79,9 @@ class AnalyzeOptions:
         check = self.preprocess.check_brain or (self.check_brain and self.preprocess.skull_strip)
         return replace(self.preprocess, device=self.preprocess.device or self.device, check_brain=check)
 
-    def min_peak_for(self, seg: Segmenter) -> float:
-        """The hysteresis level in force: the option where set, else the model's."""
-        return self.min_peak if self.min_peak is not None else float(getattr(seg, "min_peak", 0.0))
+    def min_peak_for(self, seg: object) -> float | None:
+        """The hysteresis level in force: the option where set, else the model's (None: a given mask, no model)."""
+        return self.min_peak if self.min_peak is not None else getattr(seg, "min_peak", None)
 
 
 @dataclass
@@ -79,44 +93,9 @@ class AnalysisResult:
     probability: Volume | None
     lesions: list[Lesion]
     location: LocationResult
-    report: dict
+    report: Report
     preprocessed: Preprocessed
     out_dir: Path | None = None
-
-
-def load_inputs(paths: dict[str, str | Path | None]) -> dict[str, Volume]:
-    """Load and cross-check the given contrasts; 'flair' is required."""
-    unknown = set(paths) - set(CONTRASTS)
-    if unknown:
-        raise InputError(None, f"unknown contrast(s) {sorted(unknown)}; expected {list(CONTRASTS)}")
-    if not paths.get("flair"):
-        raise InputError(None, "a FLAIR image is required")
-    if paths.get("t1post") and not paths.get("t1"):
-        raise InputError(paths["t1post"], "a post-contrast T1 is compared with the pre-contrast T1: pass --t1 too")
-    vols = {name: load_volume(p, role=name.upper()) for name, p in paths.items() if p}
-    for name, vol in vols.items():
-        if name != "flair":
-            check_same_space(vols["flair"], vol, name.upper())
-    return vols
-
-
-def prepare_out_dir(out_dir: str | Path) -> Path:
-    """Create the output folder and prove it is writable; an existing file in its place is refused."""
-    out = Path(out_dir)
-    for place in (out, *out.parents):
-        if place.exists() or place.is_symlink():
-            if not place.is_dir():
-                where = "" if place == out else f" (in the output path {out})"
-                raise OutputError(place, f"is a file, not a folder{where}; give a folder for the outputs")
-            break
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".mslesion-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(out, f"output folder cannot be written ({exc.strerror or exc})") from exc
-    return out
 
 
 class Analyzer:
@@ -137,8 +116,9 @@ class Analyzer:
             return self._fixed
         key = frozenset(contrasts)
         if key not in self._segmenters:
-            self._segmenters[key] = load_segmenter(self.options.model, contrasts=set(contrasts), device=self.options.device,
-                                                   tta=self.options.tta, amp=not self.options.fp32)
+            self._segmenters[key] = load_segmenter(self.options.model, contrasts=set(contrasts),
+                                                   device=self.options.device, tta=self.options.tta,
+                                                   amp=not self.options.fp32)
         return self._segmenters[key]
 
     def run(self, inputs: dict[str, str | Path | None], out_dir: str | Path | None = None,
@@ -148,44 +128,40 @@ class Analyzer:
         ``spine`` lists (image, contrast) pairs of spinal images of the same subject; their
         cord lesions join the report and the dissemination-in-space verdict.
         """
-        t_start = time.perf_counter()
+        clock = Clock()
+        timings = clock.timings
         if self.options.max_memory != 0:
             check_memory(inputs, self.options.max_memory, self.options.preprocess.spacing_mm,
                          trained_model=self.options.model not in ("baseline", "flair-threshold-baseline"))
         vols = load_inputs(inputs)
         spinal = load_spinal_inputs(spine)
         out = prepare_out_dir(out_dir) if out_dir is not None else None
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
         opts = self.options
         pre_opts = opts.preprocess_options()
         if out is not None and pre_opts.save_dir is not None and not Path(pre_opts.save_dir).is_absolute():
             pre_opts = replace(pre_opts, save_dir=out / pre_opts.save_dir)
-        pre = preprocess(vols, pre_opts)
-        timings["preprocess_s"] = time.perf_counter() - t0
+        with clock.step("preprocess_s"):
+            pre = preprocess(vols, pre_opts)
         seg = self.segmenter_for(set(vols))
-        t0 = time.perf_counter()
-        prob_work = seg.predict(pre)
-        timings["segment_s"] = time.perf_counter() - t0
+        with clock.step("segment_s"):
+            prob_work = seg.predict(pre)
         threshold = opts.threshold if opts.threshold is not None else seg.threshold
         prob = pre.to_native(prob_work, order=1)
         prob = prob.with_data(np.clip(prob.data, 0.0, 1.0).astype(np.float32))
         min_vox = max(1, int(round(opts.min_lesion_mm3 / (prob.voxel_volume_ml * 1000.0))))
-        mask = prob.with_data(binarize(prob.data, threshold, min_vox, opts.min_peak_for(seg)).astype(np.uint8))
+        mask = prob.with_data(binarize(prob.data, threshold, min_vox, opts.min_peak_for(seg) or 0.0).astype(np.uint8))
         labels, lesions = find_lesions(mask)
-        t0 = time.perf_counter()
-        location = locate(labels, lesions, pre, opts.location)
-        timings["location_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        enhancement = assess_enhancement(pre, labels, lesions)
-        timings["enhancement_s"] = time.perf_counter() - t0
+        with clock.step("location_s"):
+            location = locate(labels, lesions, pre, opts.location)
+        with clock.step("enhancement_s"):
+            enhancement = assess_enhancement(pre, labels, lesions)
         spine_results = analyze_spinal_inputs(spinal, out)
-        timings["total_s"] = time.perf_counter() - t_start
+        clock.total("total_s")
         report = build_report(vols, seg, threshold, lesions, location, timings, opts)
-        report["brain_mask"] = brain_mask_summary(pre.brain_mask)
-        report["enhancement"] = enhancement
+        report.brain_mask = brain_mask_summary(pre.brain_mask)
+        report.enhancement = enhancement
         if spine_results:
-            merge_spine(report, spine_results, opts.location)
+            report.add_spine(spine_results, opts.location)
         result = AnalysisResult(mask, prob, lesions, location, report, pre, out)
         if out is not None:
             write_outputs(result, out)
@@ -194,12 +170,11 @@ class Analyzer:
 
 def load_spinal_inputs(spine: Sequence[tuple[str | Path, str]]) -> list[tuple[Volume, str]]:
     """Load and check the spinal images up front, so a bad one is refused before anything is written."""
-    from .spine import CONTRASTS as SPINE_CONTRASTS
+    from .spine.cord import check_contrast
 
     loaded = []
     for path, contrast in spine:
-        if contrast not in SPINE_CONTRASTS:
-            raise InputError(path, f"unknown spinal contrast {contrast!r}; expected one of {list(SPINE_CONTRASTS)}")
+        check_contrast(contrast, path, allow_none=False)
         loaded.append((load_volume(path, role=f"spinal {contrast.upper()}"), contrast))
     return loaded
 
@@ -212,52 +187,41 @@ def analyze_spinal_inputs(spinal: list[tuple[Volume, str]], out: Path | None) ->
             for i, (vol, contrast) in enumerate(spinal)]
 
 
-def merge_spine(report: dict, spine_results: list, location_options: LocationOptions) -> None:
-    """Add the cord lesions to the brain report: a spinal_cord region and one DIS verdict over both."""
-    cord_lesions = [les for res in spine_results for les in res.lesions]
-    qualifying = sum((res.report.get("mcdonald_dis") or {}).get("qualifying_lesions_per_area", {}).get("spinal_cord", 0)
-                     for res in spine_results)
-    report["regions"] = dict(report.get("regions") or {})
-    report["regions"]["spinal_cord"] = {
-        "count": len(cord_lesions),
-        "volume_ml": round(sum(float(les.get("volume_mm3", 0.0)) for les in cord_lesions) / 1000.0, 5),
-    }
-    brain_dis = report.get("mcdonald_dis") or {}
-    counts = {k: int(v) for k, v in (brain_dis.get("qualifying_lesions_per_area") or {}).items()
-              if k not in brain_dis.get("areas_not_assessed", []) and k != "spinal_cord"}
-    counts["spinal_cord"] = int(qualifying)
-    report["mcdonald_dis"] = dis_verdict(counts, location_options)
-    report["spine"] = [{"image": str(res.report.get("image", {}).get("path")), "lesion_count": len(res.lesions),
-                        "lesions": res.lesions, "out_dir": None if res.out_dir is None else str(res.out_dir)}
-                       for res in spine_results]
+def merge_spine(report: Report | dict, spine_results: list, location_options: LocationOptions) -> None:
+    """Add the cord lesions to the brain report: a spinal_cord region and one DIS verdict over both.
+
+    A :class:`Report` is extended with :meth:`Report.add_spine`; a report.json dict is updated in place.
+    """
+    if isinstance(report, Report):
+        report.add_spine(spine_results, location_options)
+        return
+    typed = Report.from_dict(report)
+    typed.add_spine(spine_results, location_options)
+    for key in ("regions", "mcdonald_dis", "spine"):
+        report[key] = to_plain(typed[key])
 
 
-def brain_mask_summary(mask: Volume) -> dict:
+def brain_mask_summary(mask: Volume) -> BrainMaskInfo:
     """How the brain was found (method, e.g. 'deepbet') and its volume in ml (intracranial, incl. CSF for deepbet)."""
-    return {"method": str(mask.meta.get("brain_method", "head-foreground")),
-            "volume_ml": round(float(np.count_nonzero(mask.data)) * mask.voxel_volume_ml, 1)}
+    return BrainMaskInfo(method=str(mask.meta.get("brain_method", "head-foreground")),
+                         volume_ml=round(float(np.count_nonzero(mask.data)) * mask.voxel_volume_ml, 1))
 
 
-def build_report(vols: dict[str, Volume], seg: Segmenter, threshold: float, lesions: list[Lesion],
-                 location: LocationResult, timings: dict[str, float], opts: AnalyzeOptions) -> dict:
-    return {
-        "lesion_count": len(lesions),
-        "total_volume_ml": round(float(sum(l.volume_ml for l in lesions)), 4),
-        "regions": location.regions,
-        "mcdonald_dis": location.mcdonald_dis,
-        "inputs": {
-            name: {"path": str(v.path), "sha256": sha256_of(v.path) if v.path else None,
-                   "shape": list(v.shape), "voxel_size_mm": [round(z, 4) for z in v.zooms]}
-            for name, v in vols.items()
-        },
-        "model": {"id": seg.model_id, "kind": seg.kind, "threshold": threshold, "min_peak": opts.min_peak_for(seg),
-                  **({"inference": seg.inference_settings()} if hasattr(seg, "inference_settings") else {}),
-                  # the validated accuracy from the model card, so every report says how far to trust it
-                  "validation": getattr(seg, "validation", None)},
-        "settings": {"min_lesion_mm3": opts.min_lesion_mm3, "device": opts.device, "tta": opts.tta, "fp32": opts.fp32},
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "mslesion_version": __version__,
-    }
+def build_report(vols: dict[str, Volume], seg: SegmenterInfo, threshold: float, lesions: list[Lesion],
+                 location: LocationResult, timings: dict[str, float], opts: AnalyzeOptions) -> Report:
+    """The subject report of an analysis (the one place it is built; spine, enhancement etc. extend it)."""
+    return Report(
+        lesion_count=len(lesions),
+        total_volume_ml=round(float(sum(les.volume_ml for les in lesions)), 4),
+        regions={name: RegionCount.from_dict(r) for name, r in location.regions.items()},
+        mcdonald_dis=DisVerdict.from_dict(location.mcdonald_dis),
+        inputs={name: InputInfo.of(v) for name, v in vols.items()},
+        # the validated accuracy from the model card, so every report says how far to trust it
+        model=ModelInfo.of(seg, threshold, min_peak=opts.min_peak_for(seg)),
+        settings=Settings(min_lesion_mm3=opts.min_lesion_mm3, device=opts.device, tta=opts.tta, fp32=opts.fp32),
+        timings_s={k: round(v, 3) for k, v in timings.items()},
+        mslesion_version=__version__,
+    )
 
 
 def write_outputs(result: AnalysisResult, out: Path) -> None:

@@ -1,15 +1,306 @@
-"""Tables and JSON report written to the output folder."""
+"""The typed subject report (``report.json``), its lesion table and the files they are written to.
+
+:class:`Report` is built in one place (:func:`mslesion.pipeline.build_report`) and extended by
+the spine (:meth:`Report.add_spine`), the enhancement stage (``enhancement``) and any later
+section (``sections``, e.g. brain volumes).  :meth:`Report.to_dict` gives report.json with the
+same keys, in the same order, as the nested dicts it replaces; ``report["key"]`` and
+``report.get("key")`` still read like those dicts, and ``report["name"] = section`` adds a section.
+"""
 from __future__ import annotations
 
 import csv
 import hashlib
 import io
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, ClassVar, Iterator, Mapping, Protocol, Sequence
 
 from .atomic import write_json, write_text
-from .lesions import Lesion
+from .lesions import BASE_COLUMNS, Lesion
 
-BASE_COLUMNS = ["id", "voxels", "volume_ml", "centroid_x", "centroid_y", "centroid_z", "region"]
+
+class SegmenterInfo(Protocol):
+    """What a report says about the segmenter (a segmenter, or a stand-in for a given mask)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+
+class Section:
+    """A dataclass that serialises to a JSON object and reads like one (``s["key"]``, ``s.get``)."""
+
+    #: fields left out of :meth:`to_dict` while they are None (sections a report may not have)
+    OPTIONAL: ClassVar[tuple[str, ...]] = ()
+
+    def _present(self) -> Iterator[str]:
+        for f in fields(self):  # type: ignore[arg-type]
+            if f.name == "sections":
+                yield from getattr(self, "sections")
+            elif not (f.name in self.OPTIONAL and getattr(self, f.name) is None):
+                yield f.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object (nested sections, lesions and tuples made plain)."""
+        return {k: to_plain(self[k]) for k in self._present()}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in (f.name for f in fields(self)) and key != "sections":  # type: ignore[arg-type]
+            if key in self.OPTIONAL and getattr(self, key) is None:
+                raise KeyError(key)
+            return getattr(self, key)
+        extra = getattr(self, "sections", None)
+        if isinstance(extra, dict) and key in extra:
+            return extra[key]
+        raise KeyError(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        """``report["key"] = value`` as on the dicts: a field is set, any other name becomes a further section."""
+        if key in (f.name for f in fields(self)) and key != "sections":  # type: ignore[arg-type]
+            setattr(self, key, value)
+            return
+        extra = getattr(self, "sections", None)
+        if not isinstance(extra, dict):
+            raise KeyError(f"{type(self).__name__} has no field {key!r}")
+        extra[key] = value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in set(self._present())
+
+    def keys(self) -> list[str]:
+        return list(self._present())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+
+def to_plain(value: Any) -> Any:
+    """JSON-ready copy of a report value: sections and lesions as dicts, tuples as lists."""
+    if isinstance(value, Section):
+        return value.to_dict()
+    if isinstance(value, Lesion):
+        return value.row()
+    if isinstance(value, Mapping):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value
+
+
+@dataclass
+class RegionCount(Section):
+    """Lesions in one region: how many and their volume."""
+
+    count: int = 0
+    volume_ml: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RegionCount":
+        return cls(count=d.get("count", 0), volume_ml=d.get("volume_ml", 0.0))
+
+
+@dataclass
+class DisVerdict(Section):
+    """McDonald 2017 dissemination in space (:func:`mslesion.location.dis_verdict`)."""
+
+    met: bool = False
+    areas_involved: list[str] = field(default_factory=list)
+    qualifying_lesions_per_area: dict[str, int] = field(default_factory=dict)
+    areas_not_assessed: list[str] = field(default_factory=list)
+    min_areas: int = 2
+    min_long_axis_mm: float = 3.0
+    lesion_size_rule: str = ""
+    rule: str = ""
+    note: str = ""
+
+    @classmethod
+    def of(cls, d: Mapping[str, Any]) -> "DisVerdict":
+        """From :func:`mslesion.location.dis_verdict`'s dict."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "DisVerdict | None":
+        """The verdict of a report.json (None where there is none: no object, or one without ``met``)."""
+        if isinstance(d, DisVerdict):
+            return d
+        if not isinstance(d, Mapping) or "met" not in d:
+            return None
+        return cls.of(d)
+
+
+@dataclass
+class InputInfo(Section):
+    """One input image: where it was read from, its checksum and grid."""
+
+    path: str | None
+    sha256: str | None
+    shape: list[int]
+    voxel_size_mm: list[float]
+
+    @classmethod
+    def of(cls, vol: Any) -> "InputInfo":
+        """From a :class:`~mslesion.volume.Volume` read from disk."""
+        return cls(path=str(vol.path), sha256=sha256_of(vol.path) if vol.path else None, shape=list(vol.shape),
+                   voxel_size_mm=[round(z, 4) for z in vol.zooms])
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "InputInfo":
+        return cls(d.get("path"), d.get("sha256"), list(d.get("shape") or []), list(d.get("voxel_size_mm") or []))
+
+
+@dataclass
+class ModelInfo(Section):
+    """The segmenter: id, kind, threshold, inference settings (trained models) and validated accuracy."""
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("min_peak", "inference")
+
+    id: str | None
+    kind: str | None
+    threshold: float | None
+    #: a lesion is kept only where its highest probability reaches this (0: off; None: no segmentation ran)
+    min_peak: float | None = None
+    inference: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, seg: "SegmenterInfo", threshold: float, min_peak: float | None = None) -> "ModelInfo":
+        """From a segmenter (``inference`` only where the segmenter has inference settings)."""
+        inference = seg.inference_settings() if hasattr(seg, "inference_settings") else None
+        return cls(id=seg.model_id, kind=seg.kind, threshold=threshold, min_peak=min_peak, inference=inference,
+                   validation=getattr(seg, "validation", None))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModelInfo":
+        return cls(id=d.get("id"), kind=d.get("kind"), threshold=d.get("threshold"), min_peak=d.get("min_peak"),
+                   inference=d.get("inference"), validation=d.get("validation"))
+
+
+@dataclass
+class Settings(Section):
+    """The analysis settings that change the result."""
+
+    min_lesion_mm3: float
+    device: str
+    tta: bool | None
+    fp32: bool
+
+
+@dataclass
+class BrainMaskInfo(Section):
+    """How the brain was found and its volume (ml)."""
+
+    method: str | None
+    volume_ml: float | None
+
+
+@dataclass
+class SpineSummary(Section):
+    """One spinal image of ``analyze --spine``: its cord lesions and where its own outputs are."""
+
+    image: str
+    lesion_count: int
+    lesions: list[Lesion]
+    out_dir: str | None
+
+
+@dataclass
+class LesionMaskInput(Section):
+    """``mslesion report``: the lesion mask given, and what resampling it onto the FLAIR did (or None)."""
+
+    path: str | None
+    sha256: str | None
+    resampled: dict[str, Any] | None
+
+
+@dataclass
+class Report(Section):
+    """report.json of one subject (``analyze`` and ``report``).
+
+    Optional sections are left out of report.json while None; ``sections`` holds further named
+    sections (e.g. ``volumes``) written after the others, in the order they were added.
+    """
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("brain_mask", "enhancement", "spine", "lesion_mask_input", "batch")
+
+    lesion_count: int | None
+    total_volume_ml: float | None
+    regions: dict[str, RegionCount]
+    mcdonald_dis: DisVerdict | None
+    inputs: dict[str, InputInfo]
+    model: ModelInfo
+    settings: Settings | dict[str, Any]
+    timings_s: dict[str, float]
+    mslesion_version: str | None
+    brain_mask: BrainMaskInfo | None = None
+    enhancement: dict[str, Any] | None = None
+    spine: list[SpineSummary] | None = None
+    lesion_mask_input: LesionMaskInput | None = None
+    #: set by the batch runner (subject, session, outputs, ...)
+    batch: dict[str, Any] | None = None
+    #: further sections, by name (e.g. ``volumes``), written last
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def add_spine(self, spine_results: Sequence[Any], location_options: Any = None) -> None:
+        """Add the cord lesions: a spinal_cord region, one DIS verdict over brain and cord, a spine list."""
+        from .location.dis import dis_verdict
+
+        cord_lesions = [les for res in spine_results for les in res.lesions]
+        qualifying = sum(res.report.mcdonald_dis.qualifying_lesions_per_area.get("spinal_cord", 0)
+                         for res in spine_results)
+        self.regions = dict(self.regions)
+        self.regions["spinal_cord"] = RegionCount(
+            count=len(cord_lesions), volume_ml=round(sum(float(les.volume_mm3) for les in cord_lesions) / 1000.0, 5))
+        brain = self.mcdonald_dis
+        counts = {} if brain is None else {
+            k: int(v) for k, v in brain.qualifying_lesions_per_area.items()
+            if k not in brain.areas_not_assessed and k != "spinal_cord"}
+        counts["spinal_cord"] = int(qualifying)
+        self.mcdonald_dis = DisVerdict.of(dis_verdict(counts, location_options))
+        self.spine = [SpineSummary(image=str(res.report.image.get("path")), lesion_count=len(res.lesions),
+                                   lesions=list(res.lesions), out_dir=None if res.out_dir is None else str(res.out_dir))
+                      for res in spine_results]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Report":
+        """Read a report.json (unknown keys kept in ``sections``; missing ones empty)."""
+        known = {f.name for f in fields(cls)} - {"sections"}
+        settings = d.get("settings") or {}
+        spine = d.get("spine")
+        brain = d.get("brain_mask")
+        mask_in = d.get("lesion_mask_input")
+        regions = d.get("regions") or {}
+        return cls(
+            lesion_count=d.get("lesion_count"), total_volume_ml=d.get("total_volume_ml"),
+            regions={k: RegionCount.from_dict(v) if isinstance(v, Mapping) else RegionCount(count=v)
+                     for k, v in regions.items()},
+            mcdonald_dis=DisVerdict.from_dict(d.get("mcdonald_dis")),
+            inputs={k: InputInfo.from_dict(v) for k, v in (d.get("inputs") or {}).items()},
+            model=ModelInfo.from_dict(d.get("model") or {}),
+            settings=dict(settings), timings_s=dict(d.get("timings_s") or {}),
+            mslesion_version=d.get("mslesion_version"),
+            brain_mask=BrainMaskInfo(brain.get("method"), brain.get("volume_ml")) if brain else None,
+            enhancement=d.get("enhancement"),
+            spine=None if spine is None else [SpineSummary(s.get("image", ""), s.get("lesion_count", 0),
+                                                           list(s.get("lesions") or []), s.get("out_dir"))
+                                              for s in spine],
+            lesion_mask_input=LesionMaskInput(mask_in.get("path"), mask_in.get("sha256"),
+                                              mask_in.get("resampled")) if mask_in else None,
+            batch=d.get("batch"),
+            sections={k: v for k, v in d.items() if k not in known})
+
+
+def as_report(report: Report | Mapping[str, Any]) -> Report:
+    """``report`` as a :class:`Report` (a report.json dict is read with :meth:`Report.from_dict`)."""
+    return report if isinstance(report, Report) else Report.from_dict(report)
 
 
 def sha256_of(path: str | Path) -> str:
@@ -24,22 +315,45 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def lesions_csv_text(lesions: list[Lesion]) -> str:
+def lesions_csv_text(lesions: Sequence[Lesion], columns: Sequence[str] | None = None) -> str:
+    """The lesion table as CSV: ``columns`` (default: the lesions' own) first, then any extra columns."""
     rows = [les.row() for les in lesions]
-    columns = list(BASE_COLUMNS)
+    if columns is None:
+        columns = lesions[0].COLUMNS if lesions else BASE_COLUMNS
+    header = list(columns)
     for r in rows:
-        columns += [k for k in r if k not in columns]
+        header += [k for k in r if k not in header]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
     writer.writeheader()
     for r in rows:
         writer.writerow(r)
     return buf.getvalue()
 
 
-def write_lesions_csv(path: str | Path, lesions: list[Lesion]) -> Path:
-    return write_text(path, lesions_csv_text(lesions))
+def write_lesions_csv(path: str | Path, lesions: Sequence[Lesion], columns: Sequence[str] | None = None) -> Path:
+    return write_text(path, lesions_csv_text(lesions, columns))
 
 
-def write_report(path: str | Path, report: dict) -> Path:
-    return write_json(path, report)
+def write_report(path: str | Path, report: Section | Mapping[str, Any]) -> Path:
+    return write_json(path, to_plain(report))
+
+
+@dataclass
+class SpineReport(Section):
+    """report.json of one spinal image (``mslesion spine``, and each ``analyze --spine`` image)."""
+
+    kind: str
+    #: path, contrast (and how it was chosen), shape, voxel size
+    image: dict[str, Any]
+    #: volume, slices, length, cross-sectional area per level, plausibility features
+    cord: dict[str, Any]
+    #: where the vertebral levels came from (or why there are none), levels covered, discs
+    levels: dict[str, Any]
+    lesion_count: int
+    total_lesion_volume_mm3: float
+    regions: dict[str, RegionCount]
+    mcdonald_dis: DisVerdict
+    method: dict[str, str]
+    mslesion_version: str
+    timings_s: dict[str, float] = field(default_factory=dict)

@@ -11,9 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import nibabel as nib
 import numpy as np
+
+
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice, slice]:
+    """Index box of a mask's nonzero voxels grown by ``margin`` voxels on each side, clipped to the array.
+
+    The one bounding box of the package (the model's brain crop, the change detection's and the
+    registration's brain boxes); ``mask`` must hold at least one nonzero voxel.
+    """
+    idx = np.nonzero(mask)
+    return tuple(slice(max(0, int(i.min()) - margin), min(n, int(i.max()) + margin + 1))  # type: ignore[return-value]
+                 for i, n in zip(idx, mask.shape))
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,11 +58,22 @@ class Volume:
     def voxel_volume_ml(self) -> float:
         return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
 
+    #: what the voxels are; :class:`LabelVolume` says "label" and is resampled by nearest neighbour
+    kind: ClassVar[str] = "intensity"
+
     def with_data(self, data: np.ndarray, **meta: object) -> "Volume":
-        """Same grid, new voxels."""
+        """Same grid, new voxels (of the same kind: a label volume stays one)."""
         if tuple(data.shape) != self.shape:
             raise ValueError(f"shape {data.shape} does not match grid {self.shape}")
-        return Volume(data, self.affine, self.path, {**self.meta, **meta})
+        return type(self)(data, self.affine, self.path, {**self.meta, **meta})
+
+    def as_labels(self) -> "LabelVolume":
+        """The same voxels as a label map (masks, component ids): resampling it picks nearest neighbour."""
+        return LabelVolume(self.data, self.affine, self.path, dict(self.meta))
+
+    def as_intensity(self) -> "Volume":
+        """The same voxels as an intensity image (e.g. a mask to be resampled linearly into a soft mask)."""
+        return Volume(self.data, self.affine, self.path, dict(self.meta))
 
     def same_grid(self, other: "Volume", atol: float = 1e-3) -> bool:
         return self.shape == other.shape and bool(np.allclose(self.affine, other.affine, atol=atol))
@@ -58,7 +81,8 @@ class Volume:
     def world_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Axis-aligned bounding box (min, max) of the voxel centres in world mm."""
         corners = np.array(
-            [[i, j, k, 1.0] for i in (0, self.shape[0] - 1) for j in (0, self.shape[1] - 1) for k in (0, self.shape[2] - 1)]
+            [[i, j, k, 1.0] for i in (0, self.shape[0] - 1) for j in (0, self.shape[1] - 1)
+             for k in (0, self.shape[2] - 1)]
         )
         world = corners @ self.affine.T
         return world[:, :3].min(axis=0), world[:, :3].max(axis=0)
@@ -69,3 +93,14 @@ class Volume:
         img.set_qform(self.affine, code=1)
         img.set_sform(self.affine, code=1)
         return img
+
+
+@dataclass(frozen=True, eq=False)
+class LabelVolume(Volume):
+    """A label map (binary mask or integer ids): every resampling of it is nearest neighbour, dtype kept.
+
+    As TorchIO's ``LabelMap``: the type, not each caller, decides how the voxels are interpolated
+    (:func:`mslesion.preprocess.resample.resample_to_grid`, ``registration.resample_moving``).
+    """
+
+    kind: ClassVar[str] = "label"

@@ -11,16 +11,16 @@ with a manual cord mask) the cord Dice.  Figures are quoted in notes/issue-16.md
 from __future__ import annotations
 
 import argparse
-
-import numpy as np
 import time
 from pathlib import Path
 
+import numpy as np
+
 from mslesion.io import _load_nifti, load_volume
 from mslesion.metrics import dice
+from mslesion.spine.contrast import cord_score
 from mslesion.spine.cord import segment_cord
 from mslesion.spine.grid import to_native, to_working
-from mslesion.spine.contrast import cord_score
 from mslesion.spine.plausibility import cord_problems, slice_measures, summarise
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -125,7 +125,10 @@ def _bids_job(folder: Path, subject: str, session: str | None) -> Job:
 
 
 def read_manifest(path: Path) -> list[Job]:
-    """Jobs from a CSV with columns subject, [session], flair, [t1], [t2], [t1post], [spine]; paths relative to the CSV."""
+    """Jobs from a CSV with columns subject, [session], flair, [t1], [t2], [t1post], [spine].
+
+    Paths are relative to the CSV.
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:

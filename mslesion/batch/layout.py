@@ -111,7 +111,8 @@ def finalize(deriv: Path, job: Job, staging: Path, report: dict, batch_info: dic
     outputs: dict[str, dict] = {}
     for src in sorted(p for p in staging.rglob("*") if p.is_file()):
         rel = src.relative_to(staging)
-        if rel.name == "report.json" and len(rel.parts) == 1 or TMP_MARK in rel.name or rel.name.startswith(".mslesion"):
+        own_report = rel.name == "report.json" and len(rel.parts) == 1
+        if own_report or TMP_MARK in rel.name or rel.name.startswith(".mslesion"):
             continue
         if len(rel.parts) == 1 and rel.name in CORE_OUTPUTS:
             dst = sub_dir / "anat" / f"{job.key}_{CORE_OUTPUTS[rel.name]}"

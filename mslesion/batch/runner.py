@@ -15,12 +15,20 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import ModelError, OutputError
-from ..pipeline import AnalyzeOptions, Analyzer, prepare_out_dir
-from .inputs import Job, discover
-from .layout import (WORK_DIR, clean_leftovers, completion_problem, dataset_name, read_report, report_path,
-                     write_dataset_description)
 from ..atomic import write_text
+from ..errors import ModelError, OutputError
+from ..inputs import prepare_out_dir
+from ..pipeline import AnalyzeOptions, Analyzer
+from .inputs import Job, discover
+from .layout import (
+    WORK_DIR,
+    clean_leftovers,
+    completion_problem,
+    dataset_name,
+    read_report,
+    report_path,
+    write_dataset_description,
+)
 from .tables import cohort_row, table_text, write_cohort, write_failures
 from .worker import process_job, set_threads, settings_of, worker_analyzer
 

@@ -32,7 +32,8 @@ def cohort_row(report: dict, report_path: Path | None = None) -> dict:
     enh = report.get("enhancement") or {}
     dit = enh.get("dissemination_in_time") or {}
     row.update(enhancing_lesions=enh.get("enhancing_lesions", ""), black_holes=enh.get("black_holes", ""),
-               enhancing_foci=len(enh.get("enhancing_foci_outside_lesions") or []) if enh.get("enhancement_assessed") else "",
+               enhancing_foci=(len(enh.get("enhancing_foci_outside_lesions") or [])
+                               if enh.get("enhancement_assessed") else ""),
                dit_single_visit="not assessed" if not dit.get("assessed") else ("met" if dit.get("met") else "not met"))
     model = report.get("model") or {}
     row.update(model_id=model.get("id"), model_kind=model.get("kind"), seconds=batch.get("seconds"),

@@ -72,7 +72,7 @@ def process_job(analyzer: Analyzer, job: Job, deriv: Path, settings: dict) -> di
         spine = [(p, spine_contrast(p.name)) for p in job.spine]
         result = analyzer.run(dict(job.inputs), out_dir=stage, spine=spine)
         outcome["analyze_s"] = round(time.perf_counter() - t_run, 3)
-        report = dict(result.report)
+        report = result.report.to_dict()
         info = {"settings": settings, "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "seconds": round(time.perf_counter() - t0, 3), "analyze_s": outcome["analyze_s"],
                 "host": os.uname().nodename, "pid": os.getpid()}
@@ -95,7 +95,8 @@ def process_job(analyzer: Analyzer, job: Job, deriv: Path, settings: dict) -> di
 def spine_contrast(name: str) -> str:
     """mslesion.spine contrast from a BIDS suffix (T2w, T2starw/T2star, T1w, STIR, PSIR); T2 if unknown."""
     suffix = name.split(".")[0].rsplit("_", 1)[-1].lower()
-    return {"t2w": "t2", "t2starw": "t2s", "t2star": "t2s", "t1w": "t1", "stir": "stir", "psir": "psir"}.get(suffix, "t2")
+    contrasts = {"t2w": "t2", "t2starw": "t2s", "t2star": "t2s", "t1w": "t1", "stir": "stir", "psir": "psir"}
+    return contrasts.get(suffix, "t2")
 
 
 class _SubjectLog:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from ..memory import parse_size
 from ..pipeline import AnalyzeOptions, Analyzer
-from ._outdir import removed_if_failed
 from ..preprocess import PreprocessOptions
 from ..preprocess.brain import BRAIN_METHODS
+from ._outdir import removed_if_failed
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -115,12 +115,13 @@ def run(args: argparse.Namespace) -> int:
         options = options_from_args(args)
         spine = [(path, args.spine_contrast) for path in args.spine]
         result = Analyzer(options, contrasts=contrasts).run(inputs, args.out, spine=spine)
-    summary = {k: result.report[k] for k in ("lesion_count", "total_volume_ml")}
-    if result.report.get("spine"):
-        summary["spinal_cord_lesions"] = result.report["regions"]["spinal_cord"]["count"]
-    summary["dis_met"] = (result.report.get("mcdonald_dis") or {}).get("met")
-    summary["dit_single_visit_met"] = result.report["enhancement"]["dissemination_in_time"]["met"]
-    summary["model"] = result.report["model"]["id"]
+    report = result.report
+    summary: dict[str, object] = {"lesion_count": report.lesion_count, "total_volume_ml": report.total_volume_ml}
+    if report.spine:
+        summary["spinal_cord_lesions"] = report.regions["spinal_cord"].count
+    summary["dis_met"] = report.mcdonald_dis.met if report.mcdonald_dis is not None else None
+    summary["dit_single_visit_met"] = (report.enhancement or {})["dissemination_in_time"]["met"]
+    summary["model"] = report.model.id
     summary["out"] = str(args.out)
     print(json.dumps(summary))
     return 0

@@ -55,9 +55,10 @@ def run(args: argparse.Namespace) -> int:
     result = report_mask(args.flair, args.lesions, args.out, t1=args.t1, options=opts,
                          mask_threshold=args.mask_threshold)
     rep = result.report
-    print(json.dumps({"lesion_count": rep["lesion_count"], "total_volume_ml": rep["total_volume_ml"],
-                      "regions": {k: v["count"] for k, v in rep["regions"].items()},
-                      "dis_met": (rep["mcdonald_dis"] or {}).get("met"),
-                      "lesion_mask_resampled": rep["lesion_mask_input"]["resampled"] is not None,
+    mask_input = rep.lesion_mask_input
+    print(json.dumps({"lesion_count": rep.lesion_count, "total_volume_ml": rep.total_volume_ml,
+                      "regions": {k: v.count for k, v in rep.regions.items()},
+                      "dis_met": rep.mcdonald_dis.met if rep.mcdonald_dis is not None else None,
+                      "lesion_mask_resampled": mask_input is not None and mask_input.resampled is not None,
                       "out": str(args.out)}))
     return 0

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..inputs import load_inputs, prepare_out_dir
 from ..io import check_same_space, load_volume
 from ..lesions import find_lesions, remove_small
 from ..preprocess.resample import resample_like
-from ..report import sha256_of
+from ..report import LesionMaskInput, sha256_of
 from ..volume import Volume
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def grid_change(mask: Volume, flair: Volume, mask_threshold: float, min_lesion_m
 def report_mask(flair: str | Path, lesions: str | Path, out_dir: str | Path | None = None,
                 t1: str | Path | None = None, options=None, mask_threshold: float = 0.5):
     """Locate the lesions of a given mask and write the pipeline's outputs to ``out_dir``."""
-    from ..pipeline import AnalysisResult, AnalyzeOptions, build_report, load_inputs, prepare_out_dir, write_outputs
+    from ..pipeline import AnalysisResult, AnalyzeOptions, build_report, write_outputs
     from ..preprocess import preprocess
     from .regions import locate
 
@@ -71,7 +72,7 @@ def report_mask(flair: str | Path, lesions: str | Path, out_dir: str | Path | No
     if not mask.same_grid(vols["flair"]):
         resampled = grid_change(mask, vols["flair"], mask_threshold, opts.min_lesion_mm3)
         log.warning("%s: %s", lesions, resampled["note"])
-        mask = resample_like(mask.with_data((mask.data >= mask_threshold).astype(np.float32)), vols["flair"], order=0)
+        mask = resample_like(mask.with_data(mask.data >= mask_threshold).as_labels(), vols["flair"])
     binary = mask.data >= mask_threshold
     if not binary.any():
         log.warning("%s: the lesion mask is empty", lesions)
@@ -90,7 +91,7 @@ def report_mask(flair: str | Path, lesions: str | Path, out_dir: str | Path | No
     timings["location_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     report = build_report(vols, _MaskSource(), mask_threshold, found, location, timings, opts)
-    report["lesion_mask_input"] = {"path": str(lesions), "sha256": sha256_of(lesions), "resampled": resampled}
+    report.lesion_mask_input = LesionMaskInput(path=str(lesions), sha256=sha256_of(lesions), resampled=resampled)
     if resampled is not None:
         resampled["lesion_count_on_flair_grid"] = len(found)
     result = AnalysisResult(mask, None, found, location, report, pre, out)

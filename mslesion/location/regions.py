@@ -24,7 +24,7 @@ from scipy import ndimage
 from ..lesions import Lesion
 from ..preprocess import Preprocessed
 from ..preprocess.resample import resample_to_grid
-from ..volume import Volume
+from ..volume import LabelVolume, Volume
 from . import atlas
 from .dis import MCDONALD_AREAS, dis_verdict
 
@@ -164,7 +164,7 @@ def locate(labels: np.ndarray, lesions: list[Lesion], pre: Preprocessed, options
     t0 = time.perf_counter()
     work = pre.flair
     anat = fit.labels.data
-    lab_work = resample_to_grid(Volume(labels.astype(np.int32), native.affine), work.shape, work.affine, order=0).data
+    lab_work = resample_to_grid(LabelVolume(labels.astype(np.int32), native.affine), work.shape, work.affine).data
     spacing = tuple(float(z) for z in np.linalg.norm(work.affine[:3, :3], axis=0))
     margin = [int(np.ceil(max(options.periventricular_mm, options.juxtacortical_mm) / z)) + 2 for z in spacing]
     objects = ndimage.find_objects(lab_work)

@@ -204,7 +204,6 @@ def detect_changes(f0: np.ndarray, f1: np.ndarray, p0: np.ndarray, p1: np.ndarra
     if len(shapes) != 1:
         raise ValueError(f"all inputs must share one grid, got shapes {sorted(shapes)}")
     brain = np.asarray(brain, bool)
-    vox_mm3 = float(np.prod(spacing))
     inner = _erode_mm(brain, o.edge_mm, spacing)
     g0 = robust_zscore(np.asarray(f0, np.float32), inner)
     g1 = robust_zscore(np.asarray(f1, np.float32), inner)

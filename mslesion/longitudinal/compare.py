@@ -25,17 +25,20 @@ from scipy import ndimage
 
 from .. import __version__
 from ..errors import InputError
+from ..inputs import load_inputs, prepare_out_dir
 from ..io import load_volume
 from ..lesions import Lesion
 from ..location import LocationResult, locate
-from ..pipeline import AnalyzeOptions, load_inputs, prepare_out_dir
+from ..pipeline import AnalyzeOptions
 from ..preprocess import Preprocessed, preprocess
 from ..preprocess.normalize import robust_zscore
 from ..preprocess.resample import isotropic_grid, resample_like, resample_to_grid
 from ..report import sha256_of
 from ..segment import Segmenter, load_segmenter
-from ..volume import Volume
+from ..volume import Volume, bounding_box
 from .change import KINDS, ChangeMaps, ChangeOptions, detect_changes
+from .outputs import write_compare_outputs
+from .result import CompareResult
 from .transforms import rigid_parameters
 from .verdict import MEANING, call_entries, dit_verdict
 
@@ -56,30 +59,6 @@ class CompareOptions:
     change: ChangeOptions = field(default_factory=ChangeOptions)
     #: optional brain mask in the baseline's world space (any grid) replacing the automatic one
     brain_mask: Path | None = None
-
-
-@dataclass
-class CompareResult:
-    """What a comparison produced (also written to ``out_dir``)."""
-
-    changes: ChangeMaps
-    kinds_baseline: Volume
-    kinds_followup: Volume
-    lesions: list[Lesion]
-    location: LocationResult
-    transform: np.ndarray
-    report: dict
-    out_dir: Path | None = None
-    #: change component ids (the ``id`` column of changes.csv) on the baseline native grid
-    labels_baseline: Volume | None = None
-
-    @property
-    def new_enlarging_baseline(self) -> Volume:
-        return self.kinds_baseline.with_data(np.isin(self.kinds_baseline.data, (1, 2)).astype(np.uint8))
-
-    @property
-    def new_enlarging_followup(self) -> Volume:
-        return self.kinds_followup.with_data(np.isin(self.kinds_followup.data, (1, 2)).astype(np.uint8))
 
 
 def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, str | Path | None],
@@ -113,7 +92,7 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     pre0 = preprocess(vols0, replace(popts, skull_strip=strip0, check_brain=popts.check_brain and strip0))
     pre1 = preprocess(vols1, replace(popts, skull_strip=False, check_brain=False))
     if given is not None:
-        mask0 = resample_like(given.with_data((given.data > 0).astype(np.float32)), pre0.flair, order=0).data > 0
+        mask0 = resample_like(given.with_data(given.data > 0).as_labels(), pre0.flair).data > 0
         if mask0.sum() < 1000:
             raise InputError(opts.brain_mask, "brain mask covers almost none of the baseline image")
         pre0 = _with_brain(pre0, mask0)
@@ -143,11 +122,11 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
                              opts.change)
     changes = drop_small_changes(changes, aopts.min_lesion_mm3)
     timings["detect_s"] = time.perf_counter() - t0
-    kinds_work = pre0.flair.with_data(changes.kinds.astype(np.float32))
-    comps_work = pre0.flair.with_data(changes.components.astype(np.float32))
-    kinds0 = _as_uint8(pre0.to_native(kinds_work, order=0))
-    comps0 = pre0.to_native(comps_work, order=0)
-    kinds1 = _as_uint8(resample_moving(kinds_work, pre1.native, back, order=0))
+    kinds_work = pre0.flair.with_data(changes.kinds).as_labels()
+    comps_work = pre0.flair.with_data(changes.components).as_labels()
+    kinds0 = _as_uint8(pre0.to_native(kinds_work))
+    comps0 = pre0.to_native(comps_work)
+    kinds1 = _as_uint8(resample_moving(kinds_work, pre1.native, back))
     t0 = time.perf_counter()
     labels0, lesions = _lesions_on_grid(comps0, changes)
     location = locate(labels0, lesions, pre0, aopts.location)
@@ -157,8 +136,6 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     result = CompareResult(changes, kinds0, kinds1, lesions, location, transform, report, out,
                            comps0.with_data(labels0.astype(np.int16)))
     if out is not None:
-        from .outputs import write_compare_outputs
-
         write_compare_outputs(result, out, pre0, f1)
     return result
 
@@ -168,10 +145,7 @@ def _detect_in_box(f0: np.ndarray, f1: np.ndarray, p0: np.ndarray, p1: np.ndarra
     """Run :func:`detect_changes` on the brain's bounding box only (much faster), then paste back."""
     if not brain.any():
         raise InputError(None, "the brain masks of the two time points do not overlap after registration")
-    idx = np.nonzero(brain)
-    margin = 8
-    box = tuple(slice(max(0, int(i.min()) - margin), min(n, int(i.max()) + margin + 1))
-                for i, n in zip(idx, brain.shape))
+    box = bounding_box(brain, margin=8)
     found = detect_changes(f0[box], f1[box], np.clip(p0[box], 0, 1), np.clip(p1[box], 0, 1), brain[box], spacing,
                            threshold, options)
     kinds = np.zeros(brain.shape, found.kinds.dtype)
@@ -219,9 +193,7 @@ def _registration_view(vol: Volume, mask: np.ndarray, spacing: float = REGISTRAT
     """
     if not mask.any():
         mask = np.ones(vol.shape, bool)
-    idx = np.nonzero(mask)
-    pad = int(np.ceil(margin_mm / min(vol.zooms)))
-    box = tuple(slice(max(0, int(i.min()) - pad), min(n, int(i.max()) + pad + 1)) for i, n in zip(idx, vol.shape))
+    box = bounding_box(mask, margin=int(np.ceil(margin_mm / min(vol.zooms))))
     offset = np.eye(4)
     offset[:3, 3] = [b.start for b in box]
     data = vol.data[box]

@@ -9,11 +9,11 @@ import numpy as np
 
 from ..io import save_volume
 from ..report import write_lesions_csv, write_report
+from .result import CompareResult
 
 if TYPE_CHECKING:
     from ..preprocess import Preprocessed
     from ..volume import Volume
-    from .compare import CompareResult
 
 log = logging.getLogger(__name__)
 

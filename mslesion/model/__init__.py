@@ -11,20 +11,28 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 from scipy import ndimage
 
 from ..errors import ModelError
-from ..volume import Volume
+from ..volume import Volume, bounding_box
 from .inference import amp_dtype, resolve_device, sliding_window_predict
 from .store import ModelSpec, load_network, models_root, read_spec
 
-if TYPE_CHECKING:  # keep this package importable where preprocessing's extras are missing
-    from ..preprocess import Preprocessed
+
+class Preprocessed(Protocol):
+    """What a segmenter reads: the working-grid images and brain mask (a
+    :class:`mslesion.preprocess.Preprocessed` is one; the model package does not import preprocessing)."""
+
+    images: dict[str, Volume]
+    brain_mask: Volume
+
+    @property
+    def flair(self) -> Volume: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +75,8 @@ class ModelSegmenter:
 
     def inference_settings(self) -> dict:
         """How this segmenter runs (recorded in report.json)."""
-        return {"device": str(self.device), "tta": self.tta, "flips_per_pass": self.flips_per_pass if self.tta else None,
+        return {"device": str(self.device), "tta": self.tta,
+                "flips_per_pass": self.flips_per_pass if self.tta else None,
                 "tta_axes": list(self.tta_axes) if self.tta else None,
                 "window": list(self.window), "overlap": self.overlap,
                 "precision": str(amp_dtype(self.device, self.amp) or torch.float32).replace("torch.", "")}
@@ -101,12 +110,6 @@ class ModelSegmenter:
         prob[~keep] = 0.0
         log.info("model %s predicted %s in %.1f s", self.model_id, pre.flair.shape, time.perf_counter() - t0)
         return pre.flair.with_data(prob)
-
-
-def bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
-    idx = np.nonzero(mask)
-    return tuple(slice(max(0, int(i.min()) - margin), min(s, int(i.max()) + margin + 1))  # type: ignore[return-value]
-                 for i, s in zip(idx, mask.shape))
 
 
 def resolve_model_folder(model: str, contrasts: set[str]) -> Path:

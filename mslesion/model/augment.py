@@ -162,7 +162,8 @@ def paste_lesions(patch: torch.Tensor, channels: tuple[str, ...], cfg: AugmentCo
     size = torch.tensor(patch.shape[1:])
     dev = patch.device
     for _ in range(1 + int(_rand(gen) * cfg.synthetic_max) % cfg.synthetic_max):
-        radii = cfg.synthetic_radius[0] + (cfg.synthetic_radius[1] - cfg.synthetic_radius[0]) * torch.rand(3, generator=gen)
+        lo, hi = cfg.synthetic_radius
+        radii = lo + (hi - lo) * torch.rand(3, generator=gen)
         margin = int(math.ceil(float(radii.max()) * 1.5)) + 2
         if bool((size <= 2 * margin + 1).any()):
             continue

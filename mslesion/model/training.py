@@ -215,7 +215,8 @@ def _save_checkpoint(path: Path, cfg: TrainConfig, net: torch.nn.Module, opt: to
 
 
 def _restore_checkpoint(path: Path, cfg: TrainConfig, net: torch.nn.Module, opt: torch.optim.Optimizer,
-                        scaler: torch.amp.GradScaler, gens: tuple[torch.Generator, torch.Generator]) -> tuple[int, float]:
+                        scaler: torch.amp.GradScaler,
+                        gens: tuple[torch.Generator, torch.Generator]) -> tuple[int, float]:
     """Load ``path`` into the training state; returns (iteration, seconds trained so far)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("identity") != _run_identity(cfg):

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from scipy import ndimage
 
+from ..clock import Clock
 from ..volume import Volume
 from .bias import n4_correct
 from .brain import brain_ml_plausible, check_brain_plausible, extract_brain, foreground_mask
@@ -69,7 +68,7 @@ def preprocess(inputs: dict[str, Volume], options: PreprocessOptions | None = No
     options = options or PreprocessOptions()
     timings: dict[str, float] = {}
     save = Path(options.save_dir) if options.save_dir is not None else None
-    clock = _Clock(timings)
+    clock = Clock(timings, digits=3)
     native = inputs["flair"]
     canon = reorient_canonical(native)
     shape, affine = isotropic_grid(canon, options.spacing_mm)
@@ -117,15 +116,3 @@ def preprocess(inputs: dict[str, Volume], options: PreprocessOptions | None = No
         save_step(save, name, images[name], mask)
     timings["total"] = sum(timings.values())
     return Preprocessed(native=native, images=images, brain_mask=brain, timings=timings)
-
-
-class _Clock:
-    def __init__(self, timings: dict[str, float]) -> None:
-        self.timings = timings
-        self.t0 = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.timings[name] = round(now - self.t0, 3)
-        self.t0 = now
-

@@ -12,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..volume import Volume
+from ..volume import LabelVolume, Volume
 from .sitk_bridge import FLIP, registration_method, reproducible_threads, to_sitk, transform_to_ras_matrix
 
 log = logging.getLogger(__name__)
@@ -90,12 +90,18 @@ def register_rigid(fixed: Volume, moving: Volume, fixed_mask: np.ndarray | None 
 
 
 def resample_moving(moving: Volume, fixed: Volume, transform: np.ndarray, order: int = 1) -> Volume:
-    """``moving`` resampled onto ``fixed``'s grid through ``transform`` (fixed -> moving, RAS mm)."""
+    """``moving`` resampled onto ``fixed``'s grid through ``transform`` (fixed -> moving, RAS mm).
+
+    A :class:`~mslesion.volume.LabelVolume` is resampled by nearest neighbour and keeps its dtype and type.
+    """
+    labels = isinstance(moving, LabelVolume)
     vox = np.linalg.inv(moving.affine) @ np.asarray(transform, dtype=np.float64) @ fixed.affine
     src = np.asarray(moving.data, dtype=np.float32)
-    out = ndimage.affine_transform(src, vox[:3, :3], vox[:3, 3], output_shape=fixed.shape, order=order,
+    out = ndimage.affine_transform(src, vox[:3, :3], vox[:3, 3], output_shape=fixed.shape, order=0 if labels else order,
                                    mode="constant", cval=0.0)
-    return Volume(out.astype(np.float32), fixed.affine, moving.path, {**moving.meta, "registered_to": str(fixed.path)})
+    make = LabelVolume if labels else Volume
+    out = out.astype(moving.data.dtype if labels else np.float32)
+    return make(out, fixed.affine, moving.path, {**moving.meta, "registered_to": str(fixed.path)})
 
 
 def rigid_matrix(angles_deg: tuple[float, float, float], translation_mm: tuple[float, float, float],

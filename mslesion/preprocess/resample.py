@@ -5,7 +5,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ..volume import Volume
+from ..volume import LabelVolume, Volume
 
 
 def reorient_canonical(vol: Volume) -> Volume:
@@ -18,30 +18,45 @@ def reorient_canonical(vol: Volume) -> Volume:
     return Volume(np.ascontiguousarray(data), affine, vol.path, dict(vol.meta))
 
 
-def isotropic_grid(vol: Volume, spacing: float = 1.0) -> tuple[tuple[int, int, int], np.ndarray]:
-    """A grid with ``spacing`` mm voxels, axes along ``vol``'s axes, covering its field of view."""
+def grid_covering(vol: Volume, spacing: float | tuple[float, float, float], min_size: int = 1,
+                  tolerance: float = 0.0) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The one grid builder: voxels of ``spacing`` mm (one value or one per axis), axes along ``vol``'s
+    axes, covering its field of view with the field-of-view edge (voxel corner) kept in place.
+
+    Each axis has ``ceil(extent / spacing - tolerance)`` voxels, at least ``min_size``.
+    """
     zooms = np.asarray(vol.zooms)
+    step = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
     directions = vol.affine[:3, :3] / zooms
     extent = np.asarray(vol.shape) * zooms
-    shape = tuple(int(max(1, np.ceil(e / spacing))) for e in extent)
+    shape = tuple(int(max(min_size, np.ceil(e / s - tolerance))) for e, s in zip(extent, step))
     affine = np.eye(4)
-    affine[:3, :3] = directions * spacing
-    # keep the field-of-view edge (voxel corner) in the same place
+    affine[:3, :3] = directions * step
     corner = vol.affine @ np.array([-0.5, -0.5, -0.5, 1.0])
     affine[:3, 3] = corner[:3] + affine[:3, :3] @ np.array([0.5, 0.5, 0.5])
     return shape, affine  # type: ignore[return-value]
 
 
+def isotropic_grid(vol: Volume, spacing: float = 1.0) -> tuple[tuple[int, int, int], np.ndarray]:
+    """A grid with ``spacing`` mm voxels, axes along ``vol``'s axes, covering its field of view."""
+    return grid_covering(vol, spacing)
+
+
 def resample_to_grid(
     vol: Volume, shape: tuple[int, int, int], affine: np.ndarray, order: int = 1, cval: float = 0.0
 ) -> Volume:
-    """Resample ``vol`` onto the grid (shape, affine) by world coordinates."""
+    """Resample ``vol`` onto the grid (shape, affine) by world coordinates.
+
+    A :class:`~mslesion.volume.LabelVolume` (or ``order=0``, or boolean voxels) is resampled by
+    nearest neighbour and keeps its dtype; the result is of ``vol``'s own type.
+    """
     affine = np.asarray(affine, dtype=np.float64)
+    make = type(vol)
     if vol.shape == tuple(shape) and np.allclose(vol.affine, affine, atol=1e-5):
-        return Volume(vol.data.copy(), affine, vol.path, dict(vol.meta))
+        return make(vol.data.copy(), affine, vol.path, dict(vol.meta))
     vox = np.linalg.inv(vol.affine) @ affine
     data = vol.data
-    if order == 0 or data.dtype == bool:
+    if order == 0 or data.dtype == bool or isinstance(vol, LabelVolume):
         src = data.astype(np.float32)
         out = ndimage.affine_transform(src, vox[:3, :3], vox[:3, 3], output_shape=tuple(shape), order=0, cval=cval)
         out = out.astype(data.dtype)
@@ -50,7 +65,7 @@ def resample_to_grid(
             data.astype(np.float32), vox[:3, :3], vox[:3, 3], output_shape=tuple(shape), order=order, cval=cval,
             mode="constant",
         )
-    return Volume(out, affine, vol.path, dict(vol.meta))
+    return make(out, affine, vol.path, dict(vol.meta))
 
 
 def resample_like(vol: Volume, reference: Volume, order: int = 1, cval: float = 0.0) -> Volume:

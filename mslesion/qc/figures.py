@@ -15,8 +15,20 @@ from PIL import Image, ImageDraw
 from ..atomic import write_bytes
 from ..volume import Volume
 from .html import remember_png
-from .render import (Plane, add_header_footer, draw_outlines, grid, hex_rgb, intensity_window, label_tile,
-                     sample, snap_to_slice, to_rgb, world_box, text)
+from .render import (
+    Plane,
+    add_header_footer,
+    draw_outlines,
+    grid,
+    hex_rgb,
+    intensity_window,
+    label_tile,
+    sample,
+    snap_to_slice,
+    text,
+    to_rgb,
+    world_box,
+)
 
 log = logging.getLogger(__name__)
 

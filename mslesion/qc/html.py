@@ -11,6 +11,7 @@ import json
 import math
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from ..errors import OutputError
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
 CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;margin:1.2em 2em;color:#1c1c1c;background:#fafafa}
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;margin:1.2em 2em;
+color:#1c1c1c;background:#fafafa}
 h1{font-size:1.5em;margin:.2em 0} h2{font-size:1.15em;margin:1.4em 0 .4em;border-bottom:1px solid #ccc}
 .meta{color:#666;font-size:.85em} p.warn{background:#fff4e5;border-left:4px solid #d55e00;padding:4px 8px}
 table{border-collapse:collapse;font-size:.85em;background:#fff}
@@ -30,11 +32,13 @@ th{background:#eef1f5} td.num{text-align:right;font-variant-numeric:tabular-nums
 table.sortable th{cursor:pointer;user-select:none} table.sortable th:after{content:' \\2195';color:#aaa}
 table.summary th{width:16em;font-weight:600} table.summary td{max-width:46em}
 .figs img{max-width:100%;height:auto;display:block;margin:.3em 0 1em;border:1px solid #ccc}
-.gallery{display:flex;flex-wrap:wrap;gap:8px} .gallery figure{margin:0;background:#fff;border:1px solid #ccc;padding:3px}
+.gallery{display:flex;flex-wrap:wrap;gap:8px}
+.gallery figure{margin:0;background:#fff;border:1px solid #ccc;padding:3px}
 .gallery figure:target{outline:3px solid #d55e00} .gallery img{display:block}
 .legend span.sw{display:inline-block;width:.9em;height:.9em;border:3px solid;margin:0 .3em 0 1em;vertical-align:-2px}
 .verdict{font-weight:700} .fail{color:#b00020}
-.keyfig{display:flex;flex-wrap:wrap;gap:10px;margin:.6em 0} .keyfig div{background:#fff;border:1px solid #ccc;padding:6px 12px;min-width:9em}
+.keyfig{display:flex;flex-wrap:wrap;gap:10px;margin:.6em 0}
+.keyfig div{background:#fff;border:1px solid #ccc;padding:6px 12px;min-width:9em}
 .keyfig b{display:block;font-size:1.5em} .keyfig span{font-size:.8em;color:#555}
 figcaption{font-size:.8em;color:#333}
 """
@@ -135,13 +139,13 @@ def value_cell(value: object, key: str | None = None) -> str:
     return f"<td{cls}{attrs}>{escape(fmt(value))}</td>"
 
 
-def facts_table(rows: list[tuple[str, str | None, object]], table_id: str) -> str:
+def facts_table(rows: Sequence[tuple[str, str | None, object]], table_id: str) -> str:
     """Readable two-column table of (label, dotted report key or None, value) rows."""
     body = "".join(f"<tr><th>{escape(label)}</th>{value_cell(value, key)}</tr>" for label, key, value in rows)
     return f'<table class="summary" id="{escape(table_id, quote=True)}">{body}</table>'
 
 
-def grid_table(columns: list[str], rows: list[list[tuple[str | None, object]]], table_id: str) -> str:
+def grid_table(columns: list[str], rows: Sequence[Sequence[tuple[str | None, object]]], table_id: str) -> str:
     """Table with a header row; each cell is (dotted report key or None, value)."""
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(value_cell(v, k) for k, v in r) + "</tr>" for r in rows)
@@ -206,7 +210,8 @@ def write_report_html(out_dir: Path, title: str, summary: dict | None, table_row
     out_dir = Path(out_dir)
     parts = []
     if key_figures:
-        boxes = "".join(f'<div><b data-key="{escape(k, quote=True)}" data-value="{escape(json.dumps(v, default=str), quote=True)}">'
+        boxes = "".join(f'<div><b data-key="{escape(k, quote=True)}" '
+                        f'data-value="{escape(json.dumps(v, default=str), quote=True)}">'
                         f"{escape(fmt(v))}</b><span>{escape(label)}</span></div>"
                         for k, (label, v) in key_figures.items())
         parts.append(f'<div class="keyfig">{boxes}</div>')
@@ -243,7 +248,8 @@ def write_batch_index(deriv: Path, rows: list[dict], failures: list[dict], title
     its report JSON: a ``*report.html`` is then looked up in the subject folder) or
     ``out_dir`` (the analysis folder), absolute or relative to ``deriv``; optional
     ``thumbnail`` PNG (default ``qc/*thumbnail.png`` beside the page); any other keys
-    are shown as columns (nested dicts one level deep as ``key.sub``).  Each failure: ``subject``, ``error``, anything else.
+    are shown as columns (nested dicts one level deep as ``key.sub``).  Each failure: ``subject``, ``error``,
+    anything else.
     """
     deriv = Path(deriv)
     cols: list[str] = []
@@ -276,7 +282,8 @@ def write_batch_index(deriv: Path, rows: list[dict], failures: list[dict], title
         body.append("<tr>" + "".join(cells) + "</tr>")
     parts = [f"<p>{len(rows)} subject(s) analysed, {len(failures)} failed.</p>",
              "<h2>Subjects</h2>",
-             f'<table class="sortable" id="subjects"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>']
+             f'<table class="sortable" id="subjects"><thead><tr>{head}</tr></thead>'
+             f'<tbody>{"".join(body)}</tbody></table>']
     parts.append(f'<h2 class="{"fail" if failures else ""}">Failures ({len(failures)})</h2>')
     parts.append(table_html([{k: (v if isinstance(v, (int, float, str)) else fmt(v)) for k, v in f.items()}
                              for f in failures], table_id="failures"))

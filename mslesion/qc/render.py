@@ -232,7 +232,8 @@ def intensity_window(vol: Volume, within: Volume | None = None) -> tuple[float, 
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
-def clip_box(inner: tuple[np.ndarray, np.ndarray], outer: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def clip_box(inner: tuple[np.ndarray, np.ndarray],
+             outer: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """``inner`` limited to ``outer``; ``outer`` itself if they do not overlap."""
     lo, hi = np.maximum(inner[0], outer[0]), np.minimum(inner[1], outer[1])
     return (lo, hi) if np.all(hi > lo) else outer

@@ -10,7 +10,9 @@ import logging
 import re
 from html import escape
 from pathlib import Path
+from typing import Any, Mapping
 
+from ..report import Report, as_report
 from .html import facts_table, fmt, grid_table
 
 log = logging.getLogger(__name__)
@@ -22,66 +24,66 @@ AREA_LABELS = {"periventricular": "periventricular", "juxtacortical": "cortical 
                "infratentorial": "infratentorial", "spinal_cord": "spinal cord"}
 
 
-def summary_section(report: dict) -> str:
-    dis = report.get("mcdonald_dis") or {}
-    brain = report.get("brain_mask") or {}
-    model = report.get("model") or {}
+def summary_section(report: Report) -> str:
+    dis = report.mcdonald_dis
+    brain = report.brain_mask
+    model = report.model
     rows: list[tuple[str, str | None, object]] = [
-        ("Lesions", "lesion_count", report.get("lesion_count")),
-        ("Total lesion volume (mL)", "total_volume_ml", report.get("total_volume_ml")),
+        ("Lesions", "lesion_count", report.lesion_count),
+        ("Total lesion volume (mL)", "total_volume_ml", report.total_volume_ml),
     ]
-    if "met" in dis:
-        rows.append(("McDonald 2017 dissemination in space met", "mcdonald_dis.met", dis.get("met")))
-        involved = dis.get("areas_involved") or []
+    if dis is not None:
+        rows.append(("McDonald 2017 dissemination in space met", "mcdonald_dis.met", dis.met))
+        involved = dis.areas_involved or []
         rows.append(("Areas involved", "mcdonald_dis.areas_involved" if involved else None, involved or "none"))
-        if dis.get("areas_not_assessed"):
-            rows.append(("Areas not assessed", "mcdonald_dis.areas_not_assessed", dis.get("areas_not_assessed")))
-    rows.append(("Model", "model.id", model.get("id")))
-    if "threshold" in model:
-        rows.append(("Probability threshold", "model.threshold", model.get("threshold")))
-    if model.get("min_peak"):
-        rows.append(("Lesions kept where peak probability reaches", "model.min_peak", model.get("min_peak")))
-    if brain:
-        rows.append(("Brain mask method", "brain_mask.method", brain.get("method")))
-        rows.append(("Brain mask volume (mL)", "brain_mask.volume_ml", brain.get("volume_ml")))
-    flair = (report.get("inputs") or {}).get("flair") or {}
-    if flair:
-        rows.append(("FLAIR", "inputs.flair.path", flair.get("path")))
-    mask_input = report.get("lesion_mask_input") or {}
-    if mask_input:
-        rows.append(("Lesion mask given", "lesion_mask_input.path", mask_input.get("path")))
-        if mask_input.get("resampled"):
-            rows.append(("Lesion mask resampled", "lesion_mask_input.resampled.note",
-                         mask_input["resampled"].get("note")))
-    if "mslesion_version" in report:
-        rows.append(("mslesion version", "mslesion_version", report["mslesion_version"]))
+        if dis.areas_not_assessed:
+            rows.append(("Areas not assessed", "mcdonald_dis.areas_not_assessed", dis.areas_not_assessed))
+    rows.append(("Model", "model.id", model.id))
+    if model.threshold is not None:
+        rows.append(("Probability threshold", "model.threshold", model.threshold))
+    if model.min_peak:
+        rows.append(("Lesions kept where peak probability reaches", "model.min_peak", model.min_peak))
+    if brain is not None:
+        rows.append(("Brain mask method", "brain_mask.method", brain.method))
+        rows.append(("Brain mask volume (mL)", "brain_mask.volume_ml", brain.volume_ml))
+    flair = report.inputs.get("flair")
+    if flair is not None:
+        rows.append(("FLAIR", "inputs.flair.path", flair.path))
+    mask_input = report.lesion_mask_input
+    if mask_input is not None:
+        rows.append(("Lesion mask given", "lesion_mask_input.path", mask_input.path))
+        if mask_input.resampled:
+            rows.append(("Lesion mask resampled", "lesion_mask_input.resampled.note", mask_input.resampled.get("note")))
+    if report.mslesion_version is not None:
+        rows.append(("mslesion version", "mslesion_version", report.mslesion_version))
     html = facts_table(rows, "summary")
-    if dis.get("rule"):
-        html += f'<p class="meta">{escape(str(dis["rule"]))}. {escape(str(dis.get("note") or ""))}</p>'
+    if dis is not None and dis.rule:
+        html += f'<p class="meta">{escape(str(dis.rule))}. {escape(str(dis.note or ""))}</p>'
     return html
 
 
-def regions_section(report: dict) -> str:
-    regions = report.get("regions") or {}
-    qualifying = (report.get("mcdonald_dis") or {}).get("qualifying_lesions_per_area") or {}
+def regions_section(report: Report) -> str:
+    regions = report.regions
+    qualifying = report.mcdonald_dis.qualifying_lesions_per_area if report.mcdonald_dis is not None else {}
+    qualifying = qualifying or {}
     names = list(regions) + [a for a in qualifying if a not in regions]
     if not names:
         return "<p>None.</p>"
     rows = []
     for name in names:
-        r = regions.get(name) or {}
+        r = regions.get(name)
         rows.append([(None, AREA_LABELS.get(name, name.replace("_", " "))),
-                     (f"regions.{name}.count" if "count" in r else None, r.get("count")),
-                     (f"regions.{name}.volume_ml" if "volume_ml" in r else None, r.get("volume_ml")),
+                     (f"regions.{name}.count" if r is not None else None, r.count if r is not None else None),
+                     (f"regions.{name}.volume_ml" if r is not None else None, r.volume_ml if r is not None else None),
                      (f"mcdonald_dis.qualifying_lesions_per_area.{name}" if name in qualifying else None,
                       qualifying.get(name))])
     return grid_table(["region", "lesions", "volume (mL)", "lesions counting for DIS"], rows, "regions")
 
 
-def model_section(report: dict) -> str:
+def model_section(report: Report) -> str:
     """The model's validated accuracy (model.json ``validation``) or its card's status line, and its limits."""
-    model = report.get("model") or {}
-    info = model_documents(model)
+    model = report.model
+    info = model_documents(model.to_dict())
     parts = []
     validation = info.get("validation")
     if isinstance(validation, dict) and validation:
@@ -95,13 +97,14 @@ def model_section(report: dict) -> str:
         parts.append("<p>Validated accuracy (from the model's model.json):</p>" + facts_table(rows, "validation"))
     elif info.get("status"):
         parts.append(f'<p class="warn" id="model-status">{escape(info["status"])}</p>'
-                     f'<p class="meta">model.json has no validation block; the line above is the model card\'s status.</p>')
-    elif model.get("kind") and model.get("kind") != "trained":
-        parts.append(f'<p class="warn" id="model-status">{escape(str(model.get("id")))} is a {escape(str(model["kind"]))} '
+                     f'<p class="meta">model.json has no validation block; the line above is the model card\'s '
+                     f'status.</p>')
+    elif model.kind and model.kind != "trained":
+        parts.append(f'<p class="warn" id="model-status">{escape(str(model.id))} is a {escape(str(model.kind))} '
                      f"segmenter with no validated accuracy.</p>")
     else:
         parts.append(f'<p class="warn" id="model-status">No validation figures found for model '
-                     f'{escape(str(model.get("id")))} ({escape(info.get("missing", "model card not found"))}).</p>')
+                     f'{escape(str(model.id))} ({escape(info.get("missing", "model card not found"))}).</p>')
     if info.get("limitations"):
         items = "".join(f"<li>{escape(item)}</li>" for item in info["limitations"])
         parts.append(f'<p>Limitations (model card):</p><ul id="model-limitations">{items}</ul>')
@@ -156,33 +159,32 @@ def card_limitations(text: str, limit: int = 6) -> list[str]:
     return items[:limit]
 
 
-def brain_section(report: dict) -> str:
-    brain = report.get("brain_mask") or {}
-    if not brain:
+def brain_section(report: Report) -> str:
+    brain = report.brain_mask
+    if brain is None:
         return "<p>No brain mask recorded.</p>"
-    rows = [("Method", "brain_mask.method", brain.get("method")),
-            ("Volume (mL)", "brain_mask.volume_ml", brain.get("volume_ml"))]
-    return facts_table(rows, "brain-mask") + ('<p class="meta">The brain mask sets the intensity normalisation and '
-                                               "where lesions are searched; check its outline in the picture below.</p>")
+    rows = [("Method", "brain_mask.method", brain.method),
+            ("Volume (mL)", "brain_mask.volume_ml", brain.volume_ml)]
+    return facts_table(rows, "brain-mask") + (
+        '<p class="meta">The brain mask sets the intensity normalisation and '
+        "where lesions are searched; check its outline in the picture below.</p>")
 
 
-def inputs_section(report: dict) -> str:
-    inputs = report.get("inputs") or {}
-    rows = [[(None, name), (f"inputs.{name}.path", info.get("path")), (f"inputs.{name}.shape", info.get("shape")),
-             (f"inputs.{name}.voxel_size_mm", info.get("voxel_size_mm"))] for name, info in inputs.items()]
+def inputs_section(report: Report) -> str:
+    rows = [[(None, name), (f"inputs.{name}.path", info.path), (f"inputs.{name}.shape", info.shape),
+             (f"inputs.{name}.voxel_size_mm", info.voxel_size_mm)] for name, info in report.inputs.items()]
     return grid_table(["image", "file", "shape", "voxel size (mm)"], rows, "inputs") if rows else "<p>None.</p>"
 
 
-def timings_section(report: dict) -> str:
-    timings = report.get("timings_s") or {}
+def timings_section(report: Report) -> str:
     rows = [(TIMING_LABELS.get(k, k.replace("_s", "").replace("_", " ")) + " (s)", f"timings_s.{k}", v)
-            for k, v in timings.items()]
+            for k, v in report.timings_s.items()]
     return facts_table(rows, "timings") if rows else "<p>Not recorded.</p>"
 
 
-def enhancement_section(report: dict) -> str:
+def enhancement_section(report: Report) -> str:
     """Gadolinium enhancement, black holes and single-visit dissemination in time (or why not assessed)."""
-    enh = report.get("enhancement") or {}
+    enh = report.enhancement or {}
     dit = enh.get("dissemination_in_time") or {}
     rows: list[tuple[str, str | None, object]] = [
         ("Single-visit dissemination in time", "enhancement.dissemination_in_time.statement", dit.get("statement"))]
@@ -202,9 +204,11 @@ def enhancement_section(report: dict) -> str:
     return html
 
 
-def subject_sections(report: dict) -> list[tuple[str, str]]:
+def subject_sections(report: Report | Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(heading, HTML) sections of the subject page (a report.json dict is read as a :class:`Report`)."""
+    report = as_report(report)
     enhancement = ([("Enhancement and dissemination in time", enhancement_section(report))]
-                   if report.get("enhancement") else [])
+                   if report.enhancement else [])
     return [("Summary", summary_section(report)),
             ("Lesions by region", regions_section(report)),
             *enhancement,

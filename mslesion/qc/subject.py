@@ -4,21 +4,28 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Mapping, Protocol
 
 import numpy as np
 from scipy import ndimage
 
 from ..lesions import Lesion, label_components
+from ..report import Report, as_report
 from ..volume import Volume
-from .figures import (lesion_lut, lesion_points, lesion_strip, mosaic, orientation_note, region_colour, render_tile,
-                      save_png, thumbnail)
+from .figures import (
+    lesion_lut,
+    lesion_points,
+    lesion_strip,
+    mosaic,
+    orientation_note,
+    region_colour,
+    render_tile,
+    save_png,
+    thumbnail,
+)
 from .html import write_report_html
-from .sections import subject_sections
 from .render import clip_box, intensity_window, label_tile, mask_box, sample, world_box
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..pipeline import AnalysisResult
+from .sections import subject_sections
 
 log = logging.getLogger(__name__)
 
@@ -69,37 +76,65 @@ def lesion_centre(labels: np.ndarray, les_id: int, affine: np.ndarray, target: n
     return best, extent
 
 
-def key_figures(report: dict) -> dict:
+class _Preprocessed(Protocol):
+    @property
+    def native(self) -> Volume: ...
+
+    @property
+    def brain_mask(self) -> Volume | None: ...
+
+
+class SubjectOutputs(Protocol):
+    """What the subject page is drawn from (an :class:`~mslesion.pipeline.AnalysisResult` is one)."""
+
+    @property
+    def lesion_mask(self) -> Volume: ...
+
+    @property
+    def lesions(self) -> list[Lesion]: ...
+
+    @property
+    def report(self) -> Report | dict[str, Any]: ...
+
+    @property
+    def preprocessed(self) -> _Preprocessed: ...
+
+
+def key_figures(report: Report | Mapping[str, Any]) -> dict:
     """The few numbers a reader wants first: dotted report key -> (label, value)."""
-    figs = {"lesion_count": ("lesions", report.get("lesion_count")),
-            "total_volume_ml": ("total volume (mL)", report.get("total_volume_ml"))}
-    dis = report.get("mcdonald_dis")
-    if isinstance(dis, dict) and "met" in dis:
-        figs["mcdonald_dis.met"] = ("McDonald 2017 DIS met", dis["met"])
-    model = report.get("model") or {}
-    if "id" in model:
-        figs["model.id"] = ("model", model["id"])
+    report = as_report(report)
+    figs: dict[str, tuple[str, object]] = {"lesion_count": ("lesions", report.lesion_count),
+                                           "total_volume_ml": ("total volume (mL)", report.total_volume_ml)}
+    if report.mcdonald_dis is not None:
+        figs["mcdonald_dis.met"] = ("McDonald 2017 DIS met", report.mcdonald_dis.met)
+    if report.model.id is not None:
+        figs["model.id"] = ("model", report.model.id)
     return figs
 
 
 def brain_mask_figure(image: Volume, brain: Volume, box: tuple[np.ndarray, np.ndarray], window: tuple[float, float],
-                      qc: Path, convention: str, info: dict | None) -> tuple[str, Path]:
-    """Axial slices over the brain's extent with the brain mask outlined: (caption, qc/brain_mask.png)."""
+                      qc: Path, convention: str, info: Any = None) -> tuple[str, Path]:
+    """Axial slices over the brain's extent with the brain mask outlined: (caption, qc/brain_mask.png).
+
+    ``info``: the report's brain_mask section (method, volume), or None.
+    """
     lut = lesion_lut(1, {1: BRAIN_MASK_COLOUR})
     mask = brain.with_data((np.asarray(brain.data) > 0).astype(np.uint8))
-    method = (info or {}).get("method", "unknown method")
-    volume = (info or {}).get("volume_ml")
+    method = getattr(info, "method", None) or "unknown method"
+    volume = getattr(info, "volume_ml", None)
     img, _ = mosaic(image, mask, lut, "axial", n=BRAIN_MASK_SLICES, box=box, window=window, lesion_xyz=np.zeros((0, 3)),
-                    title=f"Brain mask ({method}{f', {volume:g} mL' if volume is not None else ''}) outlined on the FLAIR",
+                    title=f"Brain mask ({method}{f', {volume:g} mL' if volume is not None else ''}) "
+                          "outlined on the FLAIR",
                     convention=convention)
     return "Brain mask outline (cyan) on axial FLAIR slices", save_png(img, qc / "brain_mask.png")
 
 
-def write_subject_qc(result: "AnalysisResult", out_dir: Path, convention: str = "radiological") -> Path:
+def write_subject_qc(result: SubjectOutputs, out_dir: Path, convention: str = "radiological") -> Path:
     """Write DIR/qc/*.png and DIR/report.html for one analysis; returns the HTML path.
 
-    Also records its own duration as ``result.report["timings_s"]["qc_s"]`` when that dict exists.
+    Also records its own duration as ``qc_s`` in the report's timings (when a report.json dict has them).
     """
+    report = as_report(result.report)
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     qc = out_dir / "qc"
@@ -117,7 +152,8 @@ def write_subject_qc(result: "AnalysisResult", out_dir: Path, convention: str = 
     brain = result.preprocessed.brain_mask
     has_brain = brain is not None and bool(np.any(brain.data))
     head_box = world_box(image)
-    box = clip_box(mask_box(brain, margin_mm=4.0), head_box) if has_brain else head_box  # the brain's own extent
+    # the brain's own extent
+    box = clip_box(mask_box(brain, margin_mm=4.0), head_box) if has_brain and brain is not None else head_box
     window = intensity_window(image, brain if has_brain else None)
     pts = lesion_points(labels)
     if has_brain and pts.size:  # slices stay inside the brain's extent, whatever lies outside it
@@ -130,12 +166,12 @@ def write_subject_qc(result: "AnalysisResult", out_dir: Path, convention: str = 
         images.append((f"{view.capitalize()} slices", save_png(img, qc / f"{view}.png")))
         if view == "axial" and planes:
             best_axial = max(planes, key=lambda pl: int(np.count_nonzero(sample(labels, pl, order=0))))
-    if has_brain:
-        images.append(brain_mask_figure(image, brain, box, window, qc, convention, result.report.get("brain_mask")))
-    for n, spine in enumerate(result.report.get("spine") or []):  # analyze --spine: the cord's own QC view
-        png = Path(spine["out_dir"]) / "qc_sagittal.png" if spine.get("out_dir") else None
+    if has_brain and brain is not None:
+        images.append(brain_mask_figure(image, brain, box, window, qc, convention, report.brain_mask))
+    for n, spine in enumerate(report.spine or []):  # analyze --spine: the cord's own QC view
+        png = Path(spine.out_dir) / "qc_sagittal.png" if spine.out_dir else None
         if png is not None and png.is_file():
-            images.append((f"Spinal cord {n}: {Path(spine['image']).name} (cord green, lesions red)", png))
+            images.append((f"Spinal cord {n}: {Path(spine.image).name} (cord green, lesions red)", png))
     gallery: list[tuple[str, Path, str]] = []
     boxes = ndimage.find_objects(ids)
     for les in sorted(lesions, key=lambda l: -l.volume_ml)[:MAX_GALLERY]:
@@ -154,14 +190,16 @@ def write_subject_qc(result: "AnalysisResult", out_dir: Path, convention: str = 
     if len(lesions) > MAX_GALLERY:
         note += f" Gallery shows the {MAX_GALLERY} largest of {len(lesions)} lesions."
     name = out_dir.resolve().name
-    flair = result.report.get("inputs", {}).get("flair", {}).get("path")
+    flair_input = report.inputs.get("flair")
+    flair = flair_input.path if flair_input is not None else None
     title = f"mslesion report: {name}" + (f" ({Path(flair).name})" if flair else "")
     html = write_report_html(out_dir, title, None, [l.row() for l in lesions], images,
                              legend=legend, note=note, gallery=gallery, table_links={"id": "#lesion-{id}"},
-                             key_figures=key_figures(result.report), sections=subject_sections(result.report),
+                             key_figures=key_figures(report), sections=subject_sections(report),
                              table_title="Lesions")
     seconds = time.perf_counter() - t0
-    if isinstance(result.report.get("timings_s"), dict):  # report.json is written after this
-        result.report["timings_s"]["qc_s"] = round(seconds, 3)
+    timings = result.report.timings_s if isinstance(result.report, Report) else result.report.get("timings_s")
+    if isinstance(timings, dict):  # report.json is written after this
+        timings["qc_s"] = round(seconds, 3)
     log.info("QC for %s written in %.2f s (%d lesion thumbnails)", out_dir, seconds, len(gallery))
     return html

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,24 +9,27 @@ import numpy as np
 from scipy import ndimage
 
 from .. import __version__
-from ..atomic import write_json, write_text
+from ..clock import Clock
 from ..errors import InputError
+from ..inputs import prepare_out_dir
 from ..io import load_volume, save_volume
+from ..lesions import CORD_COLUMNS, CordLesion
+from ..location.dis import dis_verdict
+from ..report import DisVerdict, RegionCount, SpineReport, write_lesions_csv, write_report
 from ..volume import Volume
-from .cord import CONTRASTS, CordOptions
+from .cord import CordOptions, check_contrast
 from .find import find_cord
 from .grid import to_native, to_working
 from .lesions import LesionOptions, segment_cord_lesions
-from .plausibility import CordCriteria
 from .levels import anterior_profile, auto_levels_limit, detect_discs, discs_on_grid, level_name, levels_per_slice
+from .plausibility import CordCriteria
 from .qc import sagittal_png
 from .report_html import write_spine_html
 
 log = logging.getLogger(__name__)
 
 OUTPUT_FILES = ("cord.nii.gz", "cord_lesions.nii.gz", "cord_lesions.csv", "qc_sagittal.png", "report.json")
-CSV_COLUMNS = ["id", "volume_mm3", "length_mm", "max_axial_extent_mm", "levels", "centroid_x", "centroid_y",
-               "centroid_z", "region"]
+CSV_COLUMNS = CORD_COLUMNS
 
 
 @dataclass
@@ -44,8 +46,8 @@ class SpineOptions:
 class SpineResult:
     cord_mask: Volume
     lesion_mask: Volume
-    lesions: list[dict]
-    report: dict
+    lesions: list[CordLesion]
+    report: SpineReport
     out_dir: Path | None = None
 
 
@@ -53,8 +55,7 @@ def analyze_spine(image: Path, contrast: str | None, out_dir: Path | None,
                   options: SpineOptions | None = None) -> SpineResult:
     """Load a spinal image and analyse it (see :func:`analyze_volume`); ``contrast`` None: inferred."""
     image = Path(image)
-    if contrast is not None and contrast not in CONTRASTS:
-        raise InputError(image, f"unknown spinal contrast {contrast!r}; expected one of {list(CONTRASTS)}")
+    check_contrast(contrast, image)
     vol = load_volume(image, role="spinal image" if contrast is None else f"spinal {contrast.upper()}")
     return analyze_volume(vol, contrast, out_dir, options)
 
@@ -66,13 +67,10 @@ def analyze_volume(vol: Volume, contrast: str | None, out_dir: Path | None,
     ``contrast`` None: read from the file name, else from the image (see :func:`find_cord`).
     Raises :class:`~mslesion.spine.plausibility.NoCordError` when the image holds no plausible cord.
     """
-    if contrast is not None and contrast not in CONTRASTS:
-        raise InputError(vol.path, f"unknown spinal contrast {contrast!r}; expected one of {list(CONTRASTS)}")
+    check_contrast(contrast, vol.path)
     opts = options or SpineOptions()
-    t0 = time.perf_counter()
+    clock = Clock(digits=3)
     if out_dir is not None:  # an unwritable output is refused before the analysis, not after it
-        from ..pipeline import prepare_out_dir
-
         out_dir = prepare_out_dir(out_dir)
     work = to_working(vol)
     if min(work.shape[:2]) < 16:
@@ -113,58 +111,58 @@ def analyze_volume(vol: Volume, contrast: str | None, out_dir: Path | None,
     csa = csa_per_level(cord.soft, work, geometry, levels, cord.found)
     cord_native = to_native(work.with_data(cord.soft), vol)
     lesion_native = to_native(work.with_data(les_work.astype(np.float32)), vol)
-    report = {
-        "kind": "spinal_cord",
-        "image": {"path": str(vol.path) if vol.path else None, **choice.as_report(), "shape": list(vol.shape),
-                  "voxel_size_mm": [round(z, 4) for z in vol.zooms]},
-        "cord": {"volume_mm3": round(float(cord_native.data.sum()) * vol.voxel_volume_ml * 1000, 1),
-                 "slices_found": int(cord.found.sum()), "slices": int(nz),
-                 "length_mm": round(float(geometry["arc"][-1] - geometry["arc"][0]), 1) if nz > 1 else 0.0,
-                 "csa_mm2_per_level": csa, "plausibility": features},
-        "levels": {"source": level_source, "reason": level_reason if not discs else None,
-                   "covered": sorted({level_name(int(n)) for n in levels if n}, key=_level_key),
-                   "discs": [{"disc": int(n), "between": f"{level_name(int(n) - 1)}/{level_name(int(n))}",
-                              "world_mm": [round(float(c), 1) for c in (work.affine @ np.array(
-                                  [*_centre_at(cord.centres, zpos), zpos, 1.0]))[:3]]} for zpos, n in discs]},
-        "lesion_count": len(lesions),
-        "total_lesion_volume_mm3": round(float(sum(l["volume_mm3"] for l in lesions)), 1),
-        "regions": {"spinal_cord": {"count": len(lesions),
-                                    "volume_ml": round(float(sum(l["volume_mm3"] for l in lesions)) / 1000, 5)}},
-        "mcdonald_dis": spinal_dis(lesions, contrast),
-        "method": {"cord": "centreline tracking + polar dynamic-programming border (classical)",
-                   "lesions": "robust z-score vs normal cord, lesion-scale matched filters and left-right "
-                               "asymmetry vs the mirrored cord, hysteresis inside cord"},
-        "mslesion_version": __version__,
-    }
-    report["timings_s"] = {"total_s": round(time.perf_counter() - t0, 3)}
+    cord_volume = sum(les.volume_mm3 for les in lesions)
+    report = SpineReport(
+        kind="spinal_cord",
+        image={"path": str(vol.path) if vol.path else None, **choice.as_report(), "shape": list(vol.shape),
+               "voxel_size_mm": [round(z, 4) for z in vol.zooms]},
+        cord={"volume_mm3": round(float(cord_native.data.sum()) * vol.voxel_volume_ml * 1000, 1),
+              "slices_found": int(cord.found.sum()), "slices": int(nz),
+              "length_mm": round(float(geometry["arc"][-1] - geometry["arc"][0]), 1) if nz > 1 else 0.0,
+              "csa_mm2_per_level": csa, "plausibility": features},
+        levels={"source": level_source, "reason": level_reason if not discs else None,
+                "covered": sorted({level_name(int(n)) for n in levels if n}, key=_level_key),
+                "discs": [{"disc": int(n), "between": f"{level_name(int(n) - 1)}/{level_name(int(n))}",
+                           "world_mm": [round(float(c), 1) for c in (work.affine @ np.array(
+                               [*_centre_at(cord.centres, zpos), zpos, 1.0]))[:3]]} for zpos, n in discs]},
+        lesion_count=len(lesions),
+        total_lesion_volume_mm3=round(float(cord_volume), 1),
+        regions={"spinal_cord": RegionCount(count=len(lesions), volume_ml=round(float(cord_volume) / 1000, 5))},
+        mcdonald_dis=spinal_dis(lesions, contrast),
+        method={"cord": "centreline tracking + polar dynamic-programming border (classical)",
+                "lesions": "robust z-score vs normal cord, lesion-scale matched filters and left-right "
+                           "asymmetry vs the mirrored cord, hysteresis inside cord"},
+        mslesion_version=__version__,
+    )
+    clock.total("total_s")
+    report.timings_s = clock.timings
     result = SpineResult(cord_native, lesion_native, lesions, report, None)
     if out_dir is not None:
         out = Path(out_dir)
         save_volume(cord_native, out / "cord.nii.gz", dtype=np.uint8)
         save_volume(lesion_native, out / "cord_lesions.nii.gz", dtype=np.uint8)
-        write_text(out / "cord_lesions.csv", lesions_csv(lesions))
+        write_lesions_csv(out / "cord_lesions.csv", lesions, CordLesion.COLUMNS)
         sagittal_png(out / "qc_sagittal.png", work.data, cord_bin, les_work, cord.centres[:, 0], work.zooms, levels,
                      title=f"{Path(str(vol.path)).name if vol.path else 'image'}: cord (green), lesions (red)")
         write_spine_html(out, report, lesions)
-        write_json(out / "report.json", report)
+        write_report(out / "report.json", report)
         result.out_dir = out
     return result
 
 
-def spinal_dis(lesions: list[dict], contrast: str, min_long_axis_mm: float = 3.0) -> dict:
+def spinal_dis(lesions: list[CordLesion], contrast: str, min_long_axis_mm: float = 3.0) -> DisVerdict:
     """DIS verdict with the spinal-cord area only (the brain areas are 'not assessed' here).
 
     A lesion qualifies when its long axis (length along the cord or axial extent) is >= 3 mm.
     T1 hypointensities are not McDonald lesions, so on T1 the cord counts as not assessed.
-    ``report["mcdonald_dis"]["qualifying_lesions_per_area"]["spinal_cord"]`` is what a combined
+    ``report.mcdonald_dis.qualifying_lesions_per_area["spinal_cord"]`` is what a combined
     brain + cord report adds to the brain's counts.
     """
-    from ..location import dis_verdict
 
     if contrast == "t1":
-        return dis_verdict({})
-    n = sum(1 for l in lesions if max(l["length_mm"], l["max_axial_extent_mm"]) >= min_long_axis_mm)
-    return dis_verdict({"spinal_cord": n})
+        return DisVerdict.of(dis_verdict({}))
+    n = sum(1 for les in lesions if max(les.length_mm, les.max_axial_extent_mm) >= min_long_axis_mm)
+    return DisVerdict.of(dis_verdict({"spinal_cord": n}))
 
 
 def _centre_at(centres: np.ndarray, zpos: float) -> tuple[float, float]:
@@ -194,12 +192,12 @@ def _centreline_geometry(work: Volume, centres: np.ndarray) -> dict:
     return {"world": pts, "arc": arc, "cos": np.clip(cos, 0.2, 1.0)}
 
 
-def measure_lesions(mask: np.ndarray, work: Volume, geometry: dict, levels: np.ndarray) -> list[dict]:
+def measure_lesions(mask: np.ndarray, work: Volume, geometry: dict, levels: np.ndarray) -> list[CordLesion]:
     """Per lesion: volume, length along the cord, maximal axial extent, levels, centroid."""
     lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     zooms = work.zooms
     voxel_mm3 = float(abs(np.linalg.det(work.affine[:3, :3])))
-    rows = []
+    rows: list[CordLesion] = []
     for i, sl in enumerate(ndimage.find_objects(lab), start=1):
         if sl is None:
             continue
@@ -216,17 +214,12 @@ def measure_lesions(mask: np.ndarray, work: Volume, geometry: dict, levels: np.n
             extent = max(extent, float(d) + float(np.sqrt(zooms[0] * zooms[1])))
         centroid = work.affine @ np.append(pts.mean(0), 1.0)
         lv = sorted({int(levels[z]) for z in zs if levels[z]})
-        rows.append({
-            "id": len(rows) + 1,
-            "volume_mm3": round(len(pts) * voxel_mm3, 2),
-            "length_mm": round(length, 2),
-            "max_axial_extent_mm": round(extent, 2),
-            "levels": ";".join(level_name(v) for v in lv),
-            "centroid_x": round(float(centroid[0]), 2),
-            "centroid_y": round(float(centroid[1]), 2),
-            "centroid_z": round(float(centroid[2]), 2),
-            "region": "spinal_cord",
-        })
+        rows.append(CordLesion(
+            id=len(rows) + 1, voxels=len(pts), volume_ml=round(len(pts) * voxel_mm3, 2) / 1000.0,
+            centroid_x=round(float(centroid[0]), 2), centroid_y=round(float(centroid[1]), 2),
+            centroid_z=round(float(centroid[2]), 2), region="spinal_cord",
+            length_mm=round(length, 2), max_axial_extent_mm=round(extent, 2),
+            levels=";".join(level_name(v) for v in lv)))
     return rows
 
 
@@ -241,12 +234,6 @@ def csa_per_level(soft: np.ndarray, work: Volume, geometry: dict, levels: np.nda
     for name, sel in groups.items():
         if sel.any():
             vals = area[sel]
-            out[name] = {"mean": round(float(vals.mean()), 1), "sd": round(float(vals.std()), 1), "slices": int(sel.sum())}
+            out[name] = {"mean": round(float(vals.mean()), 1), "sd": round(float(vals.std()), 1),
+                         "slices": int(sel.sum())}
     return out
-
-
-def lesions_csv(rows: list[dict]) -> str:
-    lines = [",".join(CSV_COLUMNS)]
-    for r in rows:
-        lines.append(",".join(str(r[c]) for c in CSV_COLUMNS))
-    return "\n".join(lines) + "\n"

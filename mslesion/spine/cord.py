@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from ..errors import InputError
 from ..volume import Volume
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,12 @@ log = logging.getLogger(__name__)
 #: sign of the intensity step from cord to CSF, per contrast.
 CSF_SIGN = {"t2": 1.0, "t2s": 1.0, "stir": 1.0, "t1": -1.0, "psir": -1.0}
 CONTRASTS = tuple(CSF_SIGN)
+
+
+def check_contrast(contrast: str | None, path: str | Path | None = None, allow_none: bool = True) -> None:
+    """Refuse a spinal contrast name that is not one of :data:`CONTRASTS` (None, "infer it", unless not allowed)."""
+    if (contrast is not None or not allow_none) and contrast not in CONTRASTS:
+        raise InputError(path, f"unknown spinal contrast {contrast!r}; expected one of {list(CONTRASTS)}")
 
 
 @dataclass
@@ -105,7 +113,8 @@ def _sector_contrast(small: np.ndarray, semi: tuple[float, float], inner_f: floa
     return np.sort(diffs, axis=0)[rank].astype(np.float32)
 
 
-def cordness(img: np.ndarray, zooms: tuple[float, float, float], contrast: str, detect_mm: float) -> tuple[np.ndarray, float]:
+def cordness(img: np.ndarray, zooms: tuple[float, float, float], contrast: str,
+             detect_mm: float) -> tuple[np.ndarray, float]:
     """Cord-likeness per axial slice on a ``detect_mm`` grid.
 
     T2/STIR/T1/PSIR: the cord inside its CSF ring (ring brighter, resp. darker,
@@ -136,7 +145,8 @@ def track_centreline(resp: np.ndarray, dz_mm: float, detect_mm: float, opts: Cor
     nx, ny, nz = resp.shape
     shift = max(opts.min_shift_mm, opts.max_shift_mm_per_mm * dz_mm) / detect_mm
     w = int(np.ceil(shift))
-    offs = np.array([(dx, dy) for dx in range(-w, w + 1) for dy in range(-w, w + 1) if dx * dx + dy * dy <= shift**2 + 1e-6])
+    offs = np.array([(dx, dy) for dx in range(-w, w + 1) for dy in range(-w, w + 1)
+                     if dx * dx + dy * dy <= shift**2 + 1e-6])
     pen = opts.shift_penalty * (offs**2).sum(1) / max(shift**2, 1e-6)
     r = resp / max(float(np.percentile(resp, 99.9)), 1e-6)
     score = r[:, :, 0].copy()
@@ -284,7 +294,8 @@ def convex_radii(border_mm: np.ndarray) -> np.ndarray:
     return out
 
 
-def contour_to_soft(shape: tuple[int, int], centre: np.ndarray, border_mm: np.ndarray, px_mm: tuple[float, float]) -> np.ndarray:
+def contour_to_soft(shape: tuple[int, int], centre: np.ndarray, border_mm: np.ndarray,
+                    px_mm: tuple[float, float]) -> np.ndarray:
     """Soft in-plane mask of the star-shaped contour (linear ramp over one voxel)."""
     xx, yy = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
     dx = (xx - centre[0]) * px_mm[0]

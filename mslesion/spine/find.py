@@ -6,7 +6,7 @@ import logging
 from ..errors import InputError
 from ..volume import Volume
 from .contrast import ContrastChoice, contrast_from_image, contrast_from_name
-from .cord import CONTRASTS, CordOptions, CordResult, segment_cord
+from .cord import CONTRASTS, CordOptions, CordResult, check_contrast, segment_cord
 from .plausibility import CordCriteria, NoCordError, cord_features, cord_problems
 
 log = logging.getLogger(__name__)
@@ -23,8 +23,7 @@ def find_cord(work: Volume, path: object, contrast: str | None, opts: CordOption
     when ``contrast`` is None and neither the file name nor the image tells the contrast.
     """
     if contrast is not None:
-        if contrast not in CONTRASTS:
-            raise InputError(path, f"unknown spinal contrast {contrast!r}; expected one of {list(CONTRASTS)}")
+        check_contrast(contrast, path)
         choice = ContrastChoice(contrast, "argument", "given by the user")
     else:
         named, why = contrast_from_name(path)

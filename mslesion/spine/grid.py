@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..preprocess.resample import reorient_canonical, resample_to_grid
+from ..preprocess.resample import grid_covering, reorient_canonical, resample_to_grid
 from ..volume import Volume
 
 #: in-plane voxel size (mm) of the working grid (finer native voxels are kept).
@@ -18,16 +18,9 @@ INPLANE_MM = 0.5
 def working_grid(native: Volume, inplane_mm: float = INPLANE_MM) -> tuple[tuple[int, int, int], np.ndarray]:
     """Shape and affine of the working grid covering ``native``'s field of view."""
     canon = reorient_canonical(native)
-    zooms = np.asarray(canon.zooms)
-    spacing = np.array([min(inplane_mm, zooms[0]), min(inplane_mm, zooms[1]), zooms[2]])
-    directions = canon.affine[:3, :3] / zooms
-    extent = np.asarray(canon.shape) * zooms
-    shape = tuple(int(max(2, np.ceil(e / s - 1e-6))) for e, s in zip(extent, spacing))
-    affine = np.eye(4)
-    affine[:3, :3] = directions * spacing
-    corner = canon.affine @ np.array([-0.5, -0.5, -0.5, 1.0])
-    affine[:3, 3] = corner[:3] + affine[:3, :3] @ np.full(3, 0.5)
-    return shape, affine  # type: ignore[return-value]
+    zooms = canon.zooms
+    spacing = (min(inplane_mm, zooms[0]), min(inplane_mm, zooms[1]), zooms[2])
+    return grid_covering(canon, spacing, min_size=2, tolerance=1e-6)
 
 
 def to_working(native: Volume, order: int = 1) -> Volume:

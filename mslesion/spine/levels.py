@@ -112,7 +112,8 @@ def auto_levels_limit(nz: int, dz_mm: float) -> str | None:
     return None
 
 
-def detect_discs(profile: np.ndarray, dz_mm: float, top_disc: int = 3, min_gap_mm: float = 11.0) -> list[tuple[float, int]]:
+def detect_discs(profile: np.ndarray, dz_mm: float, top_disc: int = 3,
+                 min_gap_mm: float = 11.0) -> list[tuple[float, int]]:
     """Intervertebral discs as narrow extrema of the anterior profile, numbered from the top.
 
     Discs are thin (4-6 mm) between tall vertebral bodies (12-20 mm), so they stand out from

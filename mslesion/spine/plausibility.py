@@ -74,7 +74,8 @@ def slice_measures(work: Volume, cord: CordResult, contrast: str, csf_mm: tuple[
 
         def rays(dist: np.ndarray) -> np.ndarray:
             r = cord.radii[z][:, None] + dist[None, :]
-            return ndimage.map_coordinates(sl, [cord.centres[z, 0] + cos * r / px[0], cord.centres[z, 1] + sin * r / px[1]],
+            return ndimage.map_coordinates(sl, [cord.centres[z, 0] + cos * r / px[0],
+                                                cord.centres[z, 1] + sin * r / px[1]],
                                            order=1, mode="nearest")
 
         ring = rays(outside)

@@ -4,32 +4,33 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from ..lesions import CordLesion
 from ..qc.html import facts_table, grid_table
+from ..report import SpineReport
 
 FEATURE_LABELS = {"length_mm": "cord traced over (mm)", "tube_fraction": "slices with a cord tube (fraction)",
                   "csa_median_mm2": "median cross-sectional area (mm\u00b2)", "csa_cv": "area variation (std/mean)",
                   "csf_enclosure": "border with CSF around (fraction)", "sleeve": "thin CSF sleeve (fraction)"}
 
 
-def spine_sections(report: dict) -> list[tuple[str, str]]:
+def spine_sections(report: SpineReport) -> list[tuple[str, str]]:
     """(heading, HTML) sections of the spine page, every value tagged with its report.json key."""
-    image = report.get("image", {})
-    cord = report.get("cord", {})
-    levels = report.get("levels", {})
-    dis = report.get("mcdonald_dis") or {}
-    qualifying = (dis.get("qualifying_lesions_per_area") or {}).get("spinal_cord")
+    image = report.image
+    cord = report.cord
+    levels = report.levels
+    qualifying = report.mcdonald_dis.qualifying_lesions_per_area.get("spinal_cord")
     facts = [("Image", "image.path", image.get("path")),
              ("Contrast", "image.contrast", image.get("contrast")),
              ("Contrast from", "image.contrast_source", image.get("contrast_source")),
              ("Why", "image.contrast_reason", image.get("contrast_reason")),
-             ("Cord lesions", "lesion_count", report.get("lesion_count")),
-             ("Total cord-lesion volume (mm\u00b3)", "total_lesion_volume_mm3", report.get("total_lesion_volume_mm3")),
+             ("Cord lesions", "lesion_count", report.lesion_count),
+             ("Total cord-lesion volume (mm\u00b3)", "total_lesion_volume_mm3", report.total_lesion_volume_mm3),
              ("Lesions counting for McDonald DIS (spinal cord)", "mcdonald_dis.qualifying_lesions_per_area.spinal_cord",
               qualifying),
              ("Cord volume (mm\u00b3)", "cord.volume_mm3", cord.get("volume_mm3")),
              ("Cord length (mm)", "cord.length_mm", cord.get("length_mm")),
              ("Slices with cord", None, f"{cord.get('slices_found')} of {cord.get('slices')}"),
-             ("mslesion version", "mslesion_version", report.get("mslesion_version"))]
+             ("mslesion version", "mslesion_version", report.mslesion_version)]
     sections = [("Summary", facts_table(facts, "summary"))]
     covered = levels.get("covered") or []
     if covered:
@@ -41,7 +42,8 @@ def spine_sections(report: dict) -> list[tuple[str, str]]:
     sections.append(("Vertebral levels", lv))
     csa = cord.get("csa_mm2_per_level") or {}
     rows = [[(None, name), (f"cord.csa_mm2_per_level.{name}.mean", v.get("mean")),
-             (f"cord.csa_mm2_per_level.{name}.sd", v.get("sd")), (f"cord.csa_mm2_per_level.{name}.slices", v.get("slices"))]
+             (f"cord.csa_mm2_per_level.{name}.sd", v.get("sd")),
+             (f"cord.csa_mm2_per_level.{name}.slices", v.get("slices"))]
             for name, v in csa.items()]
     sections.append(("Cord cross-sectional area per level (tilt-corrected)",
                      grid_table(["level", "mean (mm\u00b2)", "sd (mm\u00b2)", "slices"], rows, "csa")
@@ -54,14 +56,14 @@ def spine_sections(report: dict) -> list[tuple[str, str]]:
     return sections
 
 
-def write_spine_html(out: Path, report: dict, lesions: list[dict]) -> Path:
+def write_spine_html(out: Path, report: SpineReport, lesions: list[CordLesion]) -> Path:
     """Self-contained report.html: summary, levels, area per level, sagittal QC view and the lesion table."""
-    from ..qc import write_report_html
+    from ..qc.html import write_report_html
 
-    name = Path(str(report.get("image", {}).get("path") or "image")).name
-    key = {"lesion_count": ("cord lesions", report.get("lesion_count")),
-           "cord.volume_mm3": ("cord volume (mm\u00b3)", report.get("cord", {}).get("volume_mm3"))}
-    return write_report_html(out, f"mslesion spine report: {name}", None, lesions,
+    name = Path(str(report.image.get("path") or "image")).name
+    key = {"lesion_count": ("cord lesions", report.lesion_count),
+           "cord.volume_mm3": ("cord volume (mm\u00b3)", report.cord.get("volume_mm3"))}
+    return write_report_html(out, f"mslesion spine report: {name}", None, [les.row() for les in lesions],
                              [("Spinal cord: sagittal cut along the cord and axial crops (cord green, lesions red)",
                                out / "qc_sagittal.png")], sections=spine_sections(report), key_figures=key,
                              table_title="Cord lesions")

@@ -1,0 +1,246 @@
+"""report.json keeps its keys: the key paths of each kind of report, pinned (issue 19).
+
+Pinned from the code before report.json became the typed :class:`mslesion.report.Report`: the
+demo subject with the default model, a phantom with ``--spine`` (baseline model), ``mslesion
+report`` on a given mask, and the spinal report.  Region and input names stay in the paths
+(the same subject gives the same ones); the model card's validation block, the model's
+inference settings and the enhancement rules are pinned one level deep (their content is
+the model's or the rules', not the report's).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mslesion.cli import main
+
+from .factories import make_phantom, save
+from .test_spine import cord_phantom
+
+ROOT = Path(__file__).resolve().parents[1]
+SHALLOW = ("model.validation", "model.inference", "enhancement.rules")
+
+
+def key_paths(value: object, prefix: str = "") -> list[str]:
+    """Dotted key paths of a JSON value, in order; list items as ``[]`` (the first item's keys)."""
+    out: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            path = f"{prefix}.{k}" if prefix else str(k)
+            out.append(path)
+            if path not in SHALLOW:
+                out += key_paths(v, path)
+    elif isinstance(value, list) and value and isinstance(value[0], dict):
+        out += key_paths(value[0], prefix + "[]")
+    return out
+
+
+DIS = ["mcdonald_dis", "mcdonald_dis.met", "mcdonald_dis.areas_involved", "mcdonald_dis.qualifying_lesions_per_area",
+       "mcdonald_dis.qualifying_lesions_per_area.periventricular",
+       "mcdonald_dis.qualifying_lesions_per_area.juxtacortical",
+       "mcdonald_dis.qualifying_lesions_per_area.infratentorial",
+       "mcdonald_dis.qualifying_lesions_per_area.spinal_cord", "mcdonald_dis.areas_not_assessed",
+       "mcdonald_dis.min_areas", "mcdonald_dis.min_long_axis_mm", "mcdonald_dis.lesion_size_rule", "mcdonald_dis.rule",
+       "mcdonald_dis.note"]
+
+
+def _input(name: str) -> list[str]:
+    return [f"inputs.{name}", f"inputs.{name}.path", f"inputs.{name}.sha256", f"inputs.{name}.shape",
+            f"inputs.{name}.voxel_size_mm"]
+
+
+def _regions(*names: str) -> list[str]:
+    return [p for n in names for p in (f"regions.{n}", f"regions.{n}.count", f"regions.{n}.volume_ml")]
+
+
+REGIONS = ("periventricular", "juxtacortical", "infratentorial", "deep_white_matter")
+SETTINGS = ["settings", "settings.min_lesion_mm3", "settings.device", "settings.tta", "settings.fp32"]
+ENHANCEMENT_NO_T1 = ["enhancement", "enhancement.rules", "enhancement.t1_hypointensity_assessed",
+                     "enhancement.enhancement_assessed", "enhancement.dissemination_in_time",
+                     "enhancement.dissemination_in_time.assessed", "enhancement.dissemination_in_time.met",
+                     "enhancement.dissemination_in_time.statement", "enhancement.dissemination_in_time.reason"]
+
+DEMO = (["lesion_count", "total_volume_ml", "regions", *_regions(*REGIONS, "spinal_cord"), *DIS, "inputs",
+         *_input("flair"), *_input("t1"), "model", "model.id", "model.kind", "model.threshold", "model.min_peak",
+         "model.inference", "model.validation", *SETTINGS, "timings_s", "timings_s.preprocess_s", "timings_s.segment_s",
+         "timings_s.location_s", "timings_s.enhancement_s", "timings_s.total_s", "timings_s.qc_s", "mslesion_version",
+         "brain_mask", "brain_mask.method", "brain_mask.volume_ml", "enhancement", "enhancement.rules",
+         "enhancement.t1_hypointensity_assessed", "enhancement.enhancement_assessed", "enhancement.black_holes",
+         "enhancement.reference_t1", "enhancement.reference_t1.nawm", "enhancement.reference_t1.csf",
+         "enhancement.dissemination_in_time", "enhancement.dissemination_in_time.assessed",
+         "enhancement.dissemination_in_time.met", "enhancement.dissemination_in_time.statement",
+         "enhancement.dissemination_in_time.reason"])
+
+PINNED: dict[str, list[str]] = {
+    "analyze_spine": [
+        "lesion_count", "total_volume_ml", "regions", "regions.periventricular", "regions.periventricular.count",
+        "regions.periventricular.volume_ml", "regions.juxtacortical", "regions.juxtacortical.count",
+        "regions.juxtacortical.volume_ml", "regions.infratentorial", "regions.infratentorial.count",
+        "regions.infratentorial.volume_ml", "regions.deep_white_matter", "regions.deep_white_matter.count",
+        "regions.deep_white_matter.volume_ml", "regions.spinal_cord", "regions.spinal_cord.count",
+        "regions.spinal_cord.volume_ml", "mcdonald_dis", "mcdonald_dis.met", "mcdonald_dis.areas_involved",
+        "mcdonald_dis.qualifying_lesions_per_area", "mcdonald_dis.qualifying_lesions_per_area.periventricular",
+        "mcdonald_dis.qualifying_lesions_per_area.juxtacortical",
+        "mcdonald_dis.qualifying_lesions_per_area.infratentorial",
+        "mcdonald_dis.qualifying_lesions_per_area.spinal_cord", "mcdonald_dis.areas_not_assessed",
+        "mcdonald_dis.min_areas", "mcdonald_dis.min_long_axis_mm", "mcdonald_dis.lesion_size_rule",
+        "mcdonald_dis.rule", "mcdonald_dis.note", "inputs", "inputs.flair", "inputs.flair.path",
+        "inputs.flair.sha256", "inputs.flair.shape", "inputs.flair.voxel_size_mm", "model", "model.id", "model.kind",
+        "model.threshold", "model.min_peak", "model.validation", "settings", "settings.min_lesion_mm3",
+        "settings.device",
+        "settings.tta", "settings.fp32", "timings_s", "timings_s.preprocess_s", "timings_s.segment_s",
+        "timings_s.location_s", "timings_s.enhancement_s", "timings_s.total_s", "timings_s.qc_s", "mslesion_version",
+        "brain_mask", "brain_mask.method", "brain_mask.volume_ml", "enhancement", "enhancement.rules",
+        "enhancement.t1_hypointensity_assessed", "enhancement.enhancement_assessed",
+        "enhancement.dissemination_in_time", "enhancement.dissemination_in_time.assessed",
+        "enhancement.dissemination_in_time.met", "enhancement.dissemination_in_time.statement",
+        "enhancement.dissemination_in_time.reason", "spine", "spine[].image", "spine[].lesion_count",
+        "spine[].lesions", "spine[].lesions[].id", "spine[].lesions[].volume_mm3", "spine[].lesions[].length_mm",
+        "spine[].lesions[].max_axial_extent_mm", "spine[].lesions[].levels", "spine[].lesions[].centroid_x",
+        "spine[].lesions[].centroid_y", "spine[].lesions[].centroid_z", "spine[].lesions[].region", "spine[].out_dir"],
+    "report": [
+        "lesion_count", "total_volume_ml", "regions", "regions.periventricular", "regions.periventricular.count",
+        "regions.periventricular.volume_ml", "regions.juxtacortical", "regions.juxtacortical.count",
+        "regions.juxtacortical.volume_ml", "regions.infratentorial", "regions.infratentorial.count",
+        "regions.infratentorial.volume_ml", "regions.deep_white_matter", "regions.deep_white_matter.count",
+        "regions.deep_white_matter.volume_ml", "regions.spinal_cord", "regions.spinal_cord.count",
+        "regions.spinal_cord.volume_ml", "mcdonald_dis", "mcdonald_dis.met", "mcdonald_dis.areas_involved",
+        "mcdonald_dis.qualifying_lesions_per_area", "mcdonald_dis.qualifying_lesions_per_area.periventricular",
+        "mcdonald_dis.qualifying_lesions_per_area.juxtacortical",
+        "mcdonald_dis.qualifying_lesions_per_area.infratentorial",
+        "mcdonald_dis.qualifying_lesions_per_area.spinal_cord", "mcdonald_dis.areas_not_assessed",
+        "mcdonald_dis.min_areas", "mcdonald_dis.min_long_axis_mm", "mcdonald_dis.lesion_size_rule",
+        "mcdonald_dis.rule", "mcdonald_dis.note", "inputs", "inputs.flair", "inputs.flair.path",
+        "inputs.flair.sha256", "inputs.flair.shape", "inputs.flair.voxel_size_mm", "model", "model.id", "model.kind",
+        "model.threshold", "model.validation", "settings", "settings.min_lesion_mm3", "settings.device",
+        "settings.tta", "settings.fp32", "timings_s", "timings_s.preprocess_s", "timings_s.location_s",
+        "timings_s.total_s", "timings_s.qc_s", "mslesion_version", "lesion_mask_input", "lesion_mask_input.path",
+        "lesion_mask_input.sha256", "lesion_mask_input.resampled"],
+    "spine": [
+        "kind", "image", "image.path", "image.contrast", "image.contrast_source", "image.contrast_reason",
+        "image.shape", "image.voxel_size_mm", "cord", "cord.volume_mm3", "cord.slices_found", "cord.slices",
+        "cord.length_mm", "cord.csa_mm2_per_level", "cord.csa_mm2_per_level.all", "cord.csa_mm2_per_level.all.mean",
+        "cord.csa_mm2_per_level.all.sd", "cord.csa_mm2_per_level.all.slices", "cord.csa_mm2_per_level.C1",
+        "cord.csa_mm2_per_level.C1.mean", "cord.csa_mm2_per_level.C1.sd", "cord.csa_mm2_per_level.C1.slices",
+        "cord.csa_mm2_per_level.C2", "cord.csa_mm2_per_level.C2.mean", "cord.csa_mm2_per_level.C2.sd",
+        "cord.csa_mm2_per_level.C2.slices", "cord.csa_mm2_per_level.C3", "cord.csa_mm2_per_level.C3.mean",
+        "cord.csa_mm2_per_level.C3.sd", "cord.csa_mm2_per_level.C3.slices", "cord.csa_mm2_per_level.C4",
+        "cord.csa_mm2_per_level.C4.mean", "cord.csa_mm2_per_level.C4.sd", "cord.csa_mm2_per_level.C4.slices",
+        "cord.plausibility", "cord.plausibility.slices", "cord.plausibility.found_fraction",
+        "cord.plausibility.length_mm", "cord.plausibility.tube_fraction", "cord.plausibility.tube_length_mm",
+        "cord.plausibility.csa_median_mm2", "cord.plausibility.csa_cv", "cord.plausibility.csf_enclosure",
+        "cord.plausibility.sleeve", "cord.plausibility.inner_cv", "cord.plausibility.csf_contrast", "levels",
+        "levels.source", "levels.reason", "levels.covered", "levels.discs", "levels.discs[].disc",
+        "levels.discs[].between", "levels.discs[].world_mm", "lesion_count", "total_lesion_volume_mm3", "regions",
+        "regions.spinal_cord", "regions.spinal_cord.count", "regions.spinal_cord.volume_ml", "mcdonald_dis",
+        "mcdonald_dis.met", "mcdonald_dis.areas_involved", "mcdonald_dis.qualifying_lesions_per_area",
+        "mcdonald_dis.qualifying_lesions_per_area.periventricular",
+        "mcdonald_dis.qualifying_lesions_per_area.juxtacortical",
+        "mcdonald_dis.qualifying_lesions_per_area.infratentorial",
+        "mcdonald_dis.qualifying_lesions_per_area.spinal_cord", "mcdonald_dis.areas_not_assessed",
+        "mcdonald_dis.min_areas", "mcdonald_dis.min_long_axis_mm", "mcdonald_dis.lesion_size_rule",
+        "mcdonald_dis.rule", "mcdonald_dis.note", "method", "method.cord", "method.lesions", "mslesion_version",
+        "timings_s", "timings_s.total_s"],
+}
+
+
+@pytest.mark.slow
+def test_demo_report_keys(tmp_path):
+    demo = ROOT / "data_samples" / "demo"
+    out = tmp_path / "demo"
+    assert main(["analyze", "--flair", str(demo / "flair.nii.gz"), "--t1", str(demo / "t1.nii.gz"),
+                 "--out", str(out)]) == 0
+    assert key_paths(json.loads((out / "report.json").read_text())) == DEMO
+
+
+@pytest.fixture(scope="module")
+def phantom_reports(tmp_path_factory) -> dict[str, dict]:
+    tmp = tmp_path_factory.mktemp("schema")
+    brain = make_phantom()
+    cord, _, _ = cord_phantom()
+    flair = save(brain.flair, tmp / "flair.nii.gz")
+    spine = save(cord, tmp / "spine.nii.gz")
+    mask = save(brain.lesions, tmp / "mask.nii.gz")
+    assert main(["analyze", "--flair", str(flair), "--spine", str(spine), "--out", str(tmp / "a"),
+                 "--model", "baseline"]) == 0
+    assert main(["report", "--flair", str(flair), "--lesions", str(mask), "--out", str(tmp / "r")]) == 0
+    return {name: json.loads(p.read_text()) for name, p in (("analyze_spine", tmp / "a" / "report.json"),
+                                                              ("report", tmp / "r" / "report.json"),
+                                                              ("spine", tmp / "a" / "spine" / "0" / "report.json"))}
+
+
+@pytest.mark.parametrize("name", ["analyze_spine", "report", "spine"])
+def test_phantom_report_keys(phantom_reports, name):
+    assert key_paths(phantom_reports[name]) == PINNED[name]
+
+
+def test_report_type_reads_its_own_json(phantom_reports):
+    """report.json -> Report -> report.json gives the same keys, order and values."""
+    from mslesion.report import Report
+
+    for name in ("analyze_spine", "report"):
+        d = phantom_reports[name]
+        typed = Report.from_dict(d)
+        assert typed.to_dict() == d
+        assert list(typed.to_dict()) == list(d)
+        assert typed.lesion_count == d["lesion_count"] and typed["lesion_count"] == d["lesion_count"]
+    typed = Report.from_dict(phantom_reports["analyze_spine"])
+    assert typed.regions["spinal_cord"].count == phantom_reports["analyze_spine"]["regions"]["spinal_cord"]["count"]
+    assert typed.spine is not None and typed.spine[0].lesion_count == len(typed.spine[0].lesions)
+
+
+def test_extra_sections_follow_the_others():
+    """A later section (e.g. brain volumes) is written after the built-in ones, in the order added."""
+    from mslesion.report import ModelInfo, Report, Settings
+
+    rep = Report(lesion_count=0, total_volume_ml=0.0, regions={}, mcdonald_dis=None, inputs={},
+                 model=ModelInfo("m", "trained", 0.5), settings=Settings(3.0, "cpu", None, False), timings_s={},
+                 mslesion_version="x")
+    rep.sections["volumes"] = {"brain_ml": 1.0}
+    d = rep.to_dict()
+    assert list(d)[-1] == "volumes" and d["volumes"] == {"brain_ml": 1.0}
+    assert "brain_mask" not in d and "model" in d and "inference" not in d["model"]
+    assert rep["volumes"] == {"brain_ml": 1.0} and "volumes" in rep
+    rep["lesion_count"] = 3  # dict-style writes: a field, or a further section
+    rep["other"] = [1]
+    assert rep.lesion_count == 3 and list(rep.to_dict())[-2:] == ["volumes", "other"]
+
+
+def test_label_volume_resamples_by_nearest_neighbour():
+    import numpy as np
+
+    from mslesion.preprocess.registration import resample_moving
+    from mslesion.preprocess.resample import resample_to_grid
+    from mslesion.volume import LabelVolume, Volume
+
+    labels = np.zeros((8, 8, 8), np.int32)
+    labels[2:5, 2:5, 2:5] = 7
+    vol = Volume(labels, np.eye(4)).as_labels()
+    assert isinstance(vol.with_data(labels), LabelVolume)
+    shifted = np.eye(4)
+    shifted[:3, 3] = 0.5  # half-voxel shift: linear interpolation would blur the label values
+    out = resample_to_grid(vol, (8, 8, 8), shifted)
+    assert isinstance(out, LabelVolume) and out.data.dtype == np.int32
+    assert set(np.unique(out.data)) <= {0, 7}
+    moved = resample_moving(vol, Volume(np.zeros((8, 8, 8), np.float32), shifted), np.eye(4), order=1)
+    assert isinstance(moved, LabelVolume) and set(np.unique(moved.data)) <= {0, 7}
+    linear = resample_to_grid(vol.as_intensity(), (8, 8, 8), shifted)
+    assert len(np.unique(linear.data)) > 2
+
+
+def test_one_csv_writer_quotes_what_needs_quoting():
+    import csv
+    import io
+
+    from mslesion.lesions import CORD_COLUMNS, CordLesion
+    from mslesion.report import lesions_csv_text
+
+    les = CordLesion(id=1, voxels=10, volume_ml=0.01234, centroid_x=1.0, centroid_y=2.0, centroid_z=3.0,
+                     region="spinal_cord", length_mm=4.5, max_axial_extent_mm=3.25, levels="C2,C3")
+    text = lesions_csv_text([les])
+    assert text.splitlines()[0] == ",".join(CORD_COLUMNS)
+    (row,) = csv.DictReader(io.StringIO(text))
+    assert row["levels"] == "C2,C3" and float(row["volume_mm3"]) == 12.34 and les["length_mm"] == 4.5
+    assert lesions_csv_text([], CORD_COLUMNS) == ",".join(CORD_COLUMNS) + "\n"
