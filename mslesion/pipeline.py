@@ -27,6 +27,7 @@ from .qc import write_subject_qc
 from .report import sha256_of, write_lesions_csv, write_report
 from .segment import Segmenter, load_segmenter
 from .volume import Volume
+from .volumes import TissueVolumes, assess_volumes
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class AnalysisResult:
     report: dict
     preprocessed: Preprocessed
     out_dir: Path | None = None
+    #: brain volumes (ICV, brain, GM/WM/CSF, BPF); None where not assessed
+    volumes: TissueVolumes | None = None
 
 
 def load_inputs(paths: dict[str, str | Path | None]) -> dict[str, Volume]:
@@ -172,14 +175,18 @@ class Analyzer:
         t0 = time.perf_counter()
         enhancement = assess_enhancement(pre, labels, lesions)
         timings["enhancement_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        volumes = assess_volumes(pre, mask, sum(les.volume_ml for les in lesions))
+        timings["volumes_s"] = time.perf_counter() - t0
         spine_results = analyze_spinal_inputs(spinal, out)
         timings["total_s"] = time.perf_counter() - t_start
         report = build_report(vols, seg, threshold, lesions, location, timings, opts)
         report["brain_mask"] = brain_mask_summary(pre.brain_mask)
         report["enhancement"] = enhancement
+        report["volumes"] = volumes.to_dict()
         if spine_results:
             merge_spine(report, spine_results, opts.location)
-        result = AnalysisResult(mask, prob, lesions, location, report, pre, out)
+        result = AnalysisResult(mask, prob, lesions, location, report, pre, out, volumes)
         if out is not None:
             write_outputs(result, out)
         return result
@@ -259,11 +266,15 @@ def write_outputs(result: AnalysisResult, out: Path) -> None:
     Inside :func:`~mslesion.atomic.output_group` a previous run's outputs are
     removed first and the new ones appear together, so runs never mix.
     """
-    with output_group(out, ("report.json", *OUTPUT_FILES, "report.html")):
+    from .volumes.outputs import OUTPUT_FILES as VOLUME_FILES, write_volume_outputs
+
+    with output_group(out, ("report.json", *OUTPUT_FILES, *VOLUME_FILES, "report.html")):
         save_volume(result.lesion_mask, out / "lesions.nii.gz", dtype=np.uint8)
         if result.probability is not None:
             save_volume(result.probability, out / "lesion_probability.nii.gz", dtype=np.float32)
         write_lesions_csv(out / "lesions.csv", result.lesions)
+        if result.volumes is not None:
+            write_volume_outputs(result.volumes, out)
         write_subject_qc(result, out)  # report.html + qc/*.png, before report.json
         write_report(out / "report.json", result.report)
 

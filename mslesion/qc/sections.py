@@ -11,6 +11,7 @@ import re
 from html import escape
 from pathlib import Path
 
+from ..volumes.html import volumes_section
 from .html import facts_table, fmt, grid_table
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,7 @@ def subject_sections(report: dict) -> list[tuple[str, str]]:
     return [("Summary", summary_section(report)),
             ("Lesions by region", regions_section(report)),
             *enhancement,
+            *([("Brain volumes", volumes_section(report))] if report.get("volumes") else []),
             ("Model and its validated accuracy", model_section(report)),
             ("Brain mask", brain_section(report)),
             ("Inputs", inputs_section(report)),
