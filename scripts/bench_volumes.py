@@ -32,15 +32,17 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mslesion.io import load_volume  # noqa: E402
+from mslesion.io import load_volume, save_volume  # noqa: E402
 from mslesion.preprocess import preprocess  # noqa: E402
 from mslesion.preprocess.resample import resample_like  # noqa: E402
 from mslesion.volume import Volume  # noqa: E402
 from mslesion.volumes import assess_volumes  # noqa: E402
+from mslesion.volumes.stage import tissue_posteriors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "brain_ms"
 SAMSEG = ROOT / ".devdata" / "samseg"
+CACHE = ROOT / ".devdata" / "volumes_bench"
 
 #: case -> (flair, t1 or None, lesion mask or None), relative to DATA
 CASES = {
@@ -130,6 +132,34 @@ def lesion_mask(case: str, flair: Volume, pre, flair_only: bool) -> tuple[Volume
     return pre.flair.with_data((prob.data >= seg.threshold).astype(np.float32)), f"model {seg.model_id}"
 
 
+def compare_with_samseg(case: str, row: dict, labels: Volume) -> None:
+    """Add SAMSEG's volumes, the % differences and the tissue Dice to ``row`` (if SAMSEG finished ``case``)."""
+    ref = samseg_volumes(case)
+    if ref is None:
+        return
+    row["samseg"] = {k: round(v, 4 if k == "bpf" else 1) for k, v in ref.items()}
+    row["pct_diff"] = {k: round(100.0 * (row[k] - ref[k]) / ref[k], 1)
+                       for k in ("icv_ml", "brain_ml", "gm_ml", "wm_ml", "csf_ml")}
+    row["bpf_diff"] = round(row["bpf"] - ref["bpf"], 4)
+    lab = samseg_labels(case)
+    ours = labels if labels.same_grid(lab) else resample_like(
+        labels.with_data(labels.data.astype(np.float32)), lab, order=0)
+    o = np.rint(ours.data).astype(np.uint8)
+    row["dice"] = {name: round(dice(o == k, lab.data == k), 3) for k, name in ((1, "csf"), (2, "gm"), (3, "wm"))}
+
+
+def cache_dir(case: str, flair_only: bool) -> Path:
+    return CACHE / (case + ("_flair" if flair_only else ""))
+
+
+def cached(case: str, flair_only: bool) -> tuple[dict, Volume] | None:
+    folder = cache_dir(case, flair_only)
+    if not (folder / "row.json").is_file():
+        return None
+    lab = load_volume(folder / "tissue_dseg.nii.gz", role="labels")
+    return json.loads((folder / "row.json").read_text()), lab
+
+
 def run_case(case: str, flair_only: bool) -> dict:
     flair_rel, t1_rel, _ = CASES[case]
     vols = {"flair": load_volume(nii(flair_rel), role="FLAIR")}
@@ -147,17 +177,10 @@ def run_case(case: str, flair_only: bool) -> dict:
            "volumes_s": round(t_vol, 2), **{k: v for k, v in res.to_dict().items()
                                            if k in ("icv_ml", "brain_ml", "gm_ml", "wm_ml", "csf_ml", "lesion_ml",
                                                     "bpf", "icv_source")}}
-    ref = samseg_volumes(case)
-    if ref is not None:
-        row["samseg"] = {k: round(v, 4 if k == "bpf" else 1) for k, v in ref.items()}
-        row["pct_diff"] = {k: round(100.0 * (row[k] - ref[k]) / ref[k], 1)
-                           for k in ("icv_ml", "brain_ml", "gm_ml", "wm_ml", "csf_ml")}
-        row["bpf_diff"] = round(row["bpf"] - ref["bpf"], 4)
-        lab = samseg_labels(case)
-        ours = res.labels if res.labels.same_grid(lab) else resample_like(
-            res.labels.with_data(res.labels.data.astype(np.float32)), lab, order=0)
-        o = np.rint(ours.data).astype(np.uint8)
-        row["dice"] = {name: round(dice(o == k, lab.data == k), 3) for k, name in ((1, "csf"), (2, "gm"), (3, "wm"))}
+    folder = cache_dir(case, flair_only)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "row.json").write_text(json.dumps(row))
+    save_volume(res.labels, folder / "tissue_dseg.nii.gz", dtype=np.uint8)
     return row, pre, res, mask
 
 
@@ -171,6 +194,8 @@ def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0) -> list
     vox_ml = pre.flair.voxel_volume_ml
     rng = np.random.default_rng(seed)
     csf_idx = np.flatnonzero(csf)
+    before = tissue_posteriors(pre, mask)
+    brain_frac = before.post[..., 1] + before.post[..., 2]
     out = []
     base = res.brain_ml
     for frac in fractions:
@@ -200,12 +225,47 @@ def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0) -> list
 
         pre2 = replace(pre, images=images)
         res2 = assess_volumes(pre2, mask, res.lesion_ml)
-        known = float(removed.sum()) * vox_ml
+        voxels_ml = float(removed.sum()) * vox_ml
+        # the tissue that was there: each removed voxel's brain fraction before (edge voxels are partly CSF)
+        known = float(brain_frac[removed].sum(dtype=np.float64)) * vox_ml
         change = base - res2.brain_ml
-        out.append({"removed_ml": round(known, 1), "brain_change_ml": round(change, 1),
+        out.append({"removed_voxels_ml": round(voxels_ml, 1), "removed_ml": round(known, 1),
+                    "brain_change_ml": round(change, 1),
                     "error_pct": round(100.0 * (change - known) / known, 1) if known else None,
+                    "error_vs_voxels_pct": round(100.0 * (change - voxels_ml) / voxels_ml, 1) if voxels_ml else None,
                     "icv_change_ml": round(res2.icv_ml - res.icv_ml, 1)})
     return out
+
+
+def shared_mask_consistency(pair=("patient12_study1", "patient12_study2")) -> dict:
+    """As ``mslesion compare`` measures it: one brain mask (the first scan's, moved by the rigid
+    registration) for both scans, lesions from the default model on each; returns both BPFs."""
+    from dataclasses import replace as dc_replace
+
+    from mslesion.longitudinal.compare import _registration_view, _with_brain
+    from mslesion.preprocess import PreprocessOptions
+    from mslesion.preprocess.registration import register_rigid, resample_moving
+    from mslesion.segment import load_segmenter
+    from mslesion.volumes.outputs import volume_change
+
+    vols = []
+    for case in pair:
+        flair_rel, t1_rel, _ = CASES[case]
+        vols.append({"flair": load_volume(nii(flair_rel), role="FLAIR"), "t1": load_volume(nii(t1_rel), role="T1")})
+    pre0 = preprocess(vols[0])
+    pre1 = preprocess(vols[1], dc_replace(PreprocessOptions(), skull_strip=False))
+    fixed, fmask = _registration_view(pre0.flair, pre0.brain_mask.data > 0)
+    moving, _ = _registration_view(pre1.flair, pre1.brain_mask.data > 0)
+    transform = register_rigid(fixed, moving, fixed_mask=fmask)
+    back = np.linalg.inv(transform)
+    mask1 = resample_moving(pre0.brain_mask.with_data(pre0.brain_mask.data.astype(np.float32)), pre1.flair, back, 1)
+    pre1 = _with_brain(pre1, mask1.data >= 0.5)
+    seg = load_segmenter("auto", contrasts={"flair", "t1"}, device="cpu")
+    res = []
+    for pre in (pre0, pre1):
+        prob = seg.predict(pre)
+        res.append(assess_volumes(pre, prob.with_data(prob.data >= seg.threshold)))
+    return volume_change(res[0], res[1])
 
 
 def main() -> int:
@@ -214,12 +274,23 @@ def main() -> int:
     ap.add_argument("--flair-only", action="store_true", help="FLAIR alone, even where a T1 exists")
     ap.add_argument("--atrophy", default="ljubljana_patient07", help="case for the synthetic atrophy ('' : none)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--shared-mask", action="store_true",
+                    help="also patient12's BPF change with one brain mask for both visits, as `compare` does")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse our results cached in .devdata/volumes_bench (only re-compare with SAMSEG)")
     args = ap.parse_args()
     rows = []
     for case in [c for c in args.cases.split(",") if c]:
-        row, pre, res, mask = run_case(case, args.flair_only)
-        if case == args.atrophy:
-            row["atrophy"] = atrophy(pre, res, mask)
+        hit = cached(case, args.flair_only) if args.reuse else None
+        if hit is not None:
+            row, labels = hit
+        else:
+            row, pre, res, mask = run_case(case, args.flair_only)
+            labels = res.labels
+            if case == args.atrophy:
+                row["atrophy"] = atrophy(pre, res, mask)
+                (cache_dir(case, args.flair_only) / "row.json").write_text(json.dumps(row))
+        compare_with_samseg(case, row, labels)
         rows.append(row)
         print(json.dumps(row), flush=True)
     by = {r["case"]: r for r in rows}
@@ -234,16 +305,23 @@ def main() -> int:
         a, b = by["patient12_study1"], by["patient12_study2"]
         print(f"\npatient12 BPF study1 {a['bpf']:.4f} study2 {b['bpf']:.4f}: difference {100 * (b['bpf'] - a['bpf']):+.2f} % "
               f"(absolute; target < 1 %); ICV {a['icv_ml']:.0f} vs {b['icv_ml']:.0f} ml")
+    if args.shared_mask:
+        vc = shared_mask_consistency()
+        print(f"patient12, one brain mask for both visits (as `compare`): BPF {vc['baseline']['bpf']:.4f} -> "
+              f"{vc['followup']['bpf']:.4f}, difference {100 * vc['bpf_change']:+.2f} % (absolute; target < 1 %); "
+              f"brain {vc['brain_pct_change']:+.2f} %")
     p14 = [by[c] for c in ("mslesseg_P14_T1", "mslesseg_P14_T2", "mslesseg_P14_T3") if c in by]
     if len(p14) > 1:
         icvs = np.array([r["icv_ml"] for r in p14])
         print(f"P14 ICV over {len(p14)} visits: {', '.join(f'{v:.0f}' for v in icvs)} ml; spread (max-min) "
               f"{icvs.max() - icvs.min():.1f} ml = {100 * (icvs.max() - icvs.min()) / icvs.mean():.2f} %; "
-              f"BPF {', '.join(f'{r['bpf']:.4f}' for r in p14)}")
+              "BPF " + ", ".join(f"{r['bpf']:.4f}" for r in p14))
     for r in rows:
         for a in r.get("atrophy", []):
-            print(f"synthetic atrophy on {r['case']}: removed {a['removed_ml']} ml -> brain volume down "
-                  f"{a['brain_change_ml']} ml ({a['error_pct']:+.1f} %; target within 10 %)")
+            print(f"synthetic atrophy on {r['case']}: removed {a.get('removed_voxels_ml')} ml of voxels holding "
+                  f"{a['removed_ml']} ml of tissue -> brain volume down {a['brain_change_ml']} ml "
+                  f"({a['error_pct']:+.1f} % of the tissue, {a.get('error_vs_voxels_pct', float('nan')):+.1f} % of the voxels; "
+                  "target within 10 %)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -75,6 +75,32 @@ def _priors(pre: Preprocessed, icv: np.ndarray) -> tuple[np.ndarray | None, str]
     return prior, f"MNI152 2009 GM/WM maps (nilearn), affine fit of the ICV mask's moments, Dice with ICV mask {dice:.2f}"
 
 
+@dataclass(frozen=True, eq=False)
+class Posteriors:
+    """Soft tissue classes on the working grid: ``post`` (X x Y x Z x 3: csf, gm, wm), the ICV and lesion masks."""
+
+    post: np.ndarray
+    icv: np.ndarray
+    lesions: np.ndarray
+    contrasts: tuple[str, ...]
+    prior_note: str
+    used_priors: bool
+
+
+def tissue_posteriors(pre: Preprocessed, lesion_mask: Volume, use_priors: bool = True) -> Posteriors:
+    """The tissue mixture of :func:`assess_volumes`, before any volume is summed (see there)."""
+    icv = pre.brain_mask.data > 0
+    found = lesion_mask.with_data((np.asarray(lesion_mask.data) > 0).astype(np.float32))
+    if not found.same_grid(pre.flair):
+        found = resample_like(found, pre.flair, order=0)
+    lesions = (found.data > 0.5) & icv
+    names = tuple(c for c in TISSUE_CONTRASTS if c in pre.images)
+    prior, prior_note = _priors(pre, icv) if use_priors else (None, "none (not asked for)")
+    post = tissue.classify([pre.images[c].data for c in names], icv, lesions,
+                           [tissue.CONTRAST_ORDER[c] for c in names], prior=prior, smooth_vox=1.0)
+    return Posteriors(post, icv, lesions, names, prior_note, prior is not None)
+
+
 def assess_volumes(pre: Preprocessed, lesion_mask: Volume, lesion_ml: float | None = None,
                    use_priors: bool = True) -> TissueVolumes:
     """Volumes of the subject in ``pre``.
@@ -84,15 +110,9 @@ def assess_volumes(pre: Preprocessed, lesion_mask: Volume, lesion_ml: float | No
     mask's volume on the working grid). ``use_priors`` False: intensities alone (phantoms, tests).
     """
     t0 = time.perf_counter()
-    icv = pre.brain_mask.data > 0
-    found = lesion_mask.with_data((np.asarray(lesion_mask.data) > 0).astype(np.float32))
-    if not found.same_grid(pre.flair):
-        found = resample_like(found, pre.flair, order=0)
-    lesions = (found.data > 0.5) & icv
-    names = [c for c in TISSUE_CONTRASTS if c in pre.images]
-    prior, prior_note = _priors(pre, icv) if use_priors else (None, "none (not asked for)")
-    post = tissue.classify([pre.images[c].data for c in names], icv, lesions,
-                           [tissue.CONTRAST_ORDER[c] for c in names], prior=prior, smooth_vox=1.0)
+    found = tissue_posteriors(pre, lesion_mask, use_priors)
+    post, icv, lesions, names, prior_note = found.post, found.icv, found.lesions, list(found.contrasts), found.prior_note
+    prior = True if found.used_priors else None
     vox_ml = pre.flair.voxel_volume_ml
     vols = tissue.soft_volumes_ml(post, vox_ml)
     icv_ml = float(np.count_nonzero(icv)) * vox_ml
