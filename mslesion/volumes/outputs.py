@@ -10,7 +10,7 @@ import numpy as np
 
 from ..atomic import write_text
 from ..io import save_volume
-from .stage import TissueVolumes
+from .stage import TissueVolumes, _num
 
 #: files written beside report.json (and their BIDS suffixes in a batch's anat/ folder)
 OUTPUT_FILES = ("volumes.csv", "tissue_dseg.nii.gz", "tissue_dseg.tsv")
@@ -54,15 +54,16 @@ def volume_change(baseline: TissueVolumes, followup: TissueVolumes) -> dict:
     """Change from ``baseline`` to ``followup``: brain volume (ml, %) and BPF (absolute), plus both scans' volumes."""
     b, f = baseline.to_dict(), followup.to_dict()
     return {
-        "brain_ml_change": round(followup.brain_ml - baseline.brain_ml, 1),
+        "brain_ml_change": _num(followup.brain_ml - baseline.brain_ml, 1),
         "brain_pct_change": round(100.0 * (followup.brain_ml - baseline.brain_ml) / baseline.brain_ml, 2)
         if baseline.brain_ml > 0 else None,
-        "bpf_change": round(followup.bpf - baseline.bpf, 4),
-        "icv_ml_change": round(followup.icv_ml - baseline.icv_ml, 1),
+        "bpf_change": _num(followup.bpf - baseline.bpf, 4),
+        "icv_ml_change": _num(followup.icv_ml - baseline.icv_ml, 1),
         "baseline": {k: b[k] for k in NUMBERS}, "followup": {k: f[k] for k in NUMBERS},
         "method": b["method"], "caveats": b["caveats"]
         + ["one brain mask for both scans (the baseline's, moved by the registration), so the ICV is shared; "
-           "a brain volume change below about 1 % is within the method's repeatability"],
+           "on the two visits of one patient (longitudinal patient12) the method's BPF differed by 1.8 % "
+           "(notes/issue-18.md): a BPF change smaller than about 0.02 may be the method's own variation"],
     }
 
 

@@ -28,6 +28,11 @@ MIN_PRIOR_DICE = 0.75
 METHOD = "gmm-em-mni-priors"
 
 
+def _num(value: float, digits: int) -> float | None:
+    """Rounded value, or None where it is not finite (an empty ICV): report.json stays strict JSON."""
+    return round(float(value), digits) if np.isfinite(value) else None
+
+
 @dataclass(frozen=True, eq=False)
 class TissueVolumes:
     """Volumes of one scan (ml) and how they were found. ``labels``: the tissue map on the native grid."""
@@ -50,9 +55,9 @@ class TissueVolumes:
 
     def to_dict(self) -> dict:
         """The report.json ``volumes`` section."""
-        return {"icv_ml": round(self.icv_ml, 1), "brain_ml": round(self.brain_ml, 1), "gm_ml": round(self.gm_ml, 1),
-                "wm_ml": round(self.wm_ml, 1), "csf_ml": round(self.csf_ml, 1), "lesion_ml": round(self.lesion_ml, 3),
-                "bpf": round(self.bpf, 4), "lesion_pct_icv": round(self.lesion_pct_icv, 4),
+        return {"icv_ml": _num(self.icv_ml, 1), "brain_ml": _num(self.brain_ml, 1), "gm_ml": _num(self.gm_ml, 1),
+                "wm_ml": _num(self.wm_ml, 1), "csf_ml": _num(self.csf_ml, 1), "lesion_ml": _num(self.lesion_ml, 3),
+                "bpf": _num(self.bpf, 4), "lesion_pct_icv": _num(self.lesion_pct_icv, 4),
                 "method": self.method, "inputs": list(self.inputs), "icv_source": self.icv_source,
                 "priors": self.priors, "caveats": list(self.caveats), "seconds": round(self.seconds, 2),
                 "labels": {"0": "outside ICV", "1": "CSF", "2": "GM", "3": "WM", "4": "lesion"}}
