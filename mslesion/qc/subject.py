@@ -132,11 +132,12 @@ def write_subject_qc(result: "AnalysisResult", out_dir: Path, convention: str = 
             best_axial = max(planes, key=lambda pl: int(np.count_nonzero(sample(labels, pl, order=0))))
     if has_brain:
         images.append(brain_mask_figure(image, brain, box, window, qc, convention, result.report.get("brain_mask")))
-    if getattr(result, "volumes", None) is not None and result.volumes.labels is not None:  # issue 18
+    volumes = getattr(result, "volumes", None)
+    if volumes is not None and volumes.labels is not None:  # issue 18
         from ..volumes.html import tissue_figure
 
         images.append(("Tissue classes: CSF blue, GM orange, WM white, lesions red",
-                       tissue_figure(image, result.volumes.labels, box, window, qc / "tissue.png", convention)))
+                       tissue_figure(image, volumes.labels, box, window, qc / "tissue.png", convention)))
     for n, spine in enumerate(result.report.get("spine") or []):  # analyze --spine: the cord's own QC view
         png = Path(spine["out_dir"]) / "qc_sagittal.png" if spine.get("out_dir") else None
         if png is not None and png.is_file():

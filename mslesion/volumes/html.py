@@ -26,7 +26,8 @@ def volumes_section(report: dict) -> str:
     vols = report.get("volumes") or {}
     if not vols:
         return "<p>Volumes not assessed.</p>"
-    rows = [(label, f"volumes.{key}", vols.get(key)) for label, key in ROWS if key in vols]
+    rows: list[tuple[str, str | None, object]] = [(label, f"volumes.{key}", vols.get(key))
+                                                  for label, key in ROWS if key in vols]
     caveats = "".join(f"<li>{escape(str(c))}</li>" for c in vols.get("caveats") or [])
     return (facts_table(rows, "volumes") + (f'<ul class="meta" id="volume-caveats">{caveats}</ul>' if caveats else "")
             + '<p class="meta">Research measures, not validated for clinical use; see the tissue picture below.</p>')
@@ -41,8 +42,8 @@ def tissue_figure(image: Volume, labels: Volume, box: tuple[np.ndarray, np.ndarr
     lo, hi = box
     spacing = max(float(np.max(hi - lo)) / TILE_PX, 0.2)
     lut = np.zeros((256, 3), np.float32)
-    for lab, colour in TISSUE_COLOURS.items():
-        lut[lab] = hex_rgb(colour)
+    for value, colour in TISSUE_COLOURS.items():
+        lut[value] = hex_rgb(colour)
     tiles = []
     for frac in np.linspace(0.3, 0.75, n):
         pt = (lo + hi) / 2

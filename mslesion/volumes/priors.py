@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 from scipy import ndimage
@@ -30,12 +31,12 @@ def mni_tissue_maps() -> tuple[np.ndarray, np.ndarray]:
     spec = importlib.util.find_spec("nilearn")
     folder = list(spec.submodule_search_locations)[0] if spec and spec.submodule_search_locations else None
     maps = []
-    aff = None
+    aff = np.eye(4)
     for name in ("gm", "wm"):
         path = None if folder is None else os.path.join(folder, "datasets", "data", _MAPS[name])
         if path is None or not os.path.exists(path):
             raise InputError(path, "tissue priors need the MNI152 maps shipped with nilearn (pip install nilearn)")
-        img = nib.load(path)
+        img = cast("nib.Nifti1Image", nib.load(path))
         data = np.asarray(img.dataobj, dtype=np.float32) / 255.0
         n = [s // 2 * 2 for s in data.shape]
         small = data[: n[0], : n[1], : n[2]].reshape(n[0] // 2, 2, n[1] // 2, 2, n[2] // 2, 2).mean(axis=(1, 3, 5))

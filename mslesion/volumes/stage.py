@@ -73,7 +73,7 @@ def _priors(pre: Preprocessed, icv: np.ndarray) -> tuple[np.ndarray | None, str]
         return None, f"none ({type(exc).__name__}: {exc})"
     brain = prior[..., 1] + prior[..., 2] > 0.5
     inter = np.count_nonzero(brain & icv)
-    dice = 2 * inter / max(1, np.count_nonzero(brain) + np.count_nonzero(icv))
+    dice = 2.0 * float(inter) / float(max(1, int(np.count_nonzero(brain)) + int(np.count_nonzero(icv))))
     if dice < MIN_PRIOR_DICE:
         log.warning("MNI tissue priors fit the brain mask poorly (Dice %.2f); not used", dice)
         return None, f"none (template fit Dice {dice:.2f} < {MIN_PRIOR_DICE})"
