@@ -39,6 +39,7 @@ from .report import (
 )
 from .segment import Segmenter, load_segmenter
 from .volume import Volume
+from .volumes import TissueVolumes, assess_volumes
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ class AnalysisResult:
     report: Report
     preprocessed: Preprocessed
     out_dir: Path | None = None
+    #: brain volumes (ICV, brain, GM/WM/CSF, BPF); None where not assessed
+    volumes: TissueVolumes | None = None
 
 
 class Analyzer:
@@ -155,14 +158,17 @@ class Analyzer:
             location = locate(labels, lesions, pre, opts.location)
         with clock.step("enhancement_s"):
             enhancement = assess_enhancement(pre, labels, lesions)
+        with clock.step("volumes_s"):
+            volumes = assess_volumes(pre, mask, sum(les.volume_ml for les in lesions))
         spine_results = analyze_spinal_inputs(spinal, out)
         clock.total("total_s")
         report = build_report(vols, seg, threshold, lesions, location, timings, opts)
         report.brain_mask = brain_mask_summary(pre.brain_mask)
         report.enhancement = enhancement
+        report["volumes"] = volumes.to_dict()
         if spine_results:
             report.add_spine(spine_results, opts.location)
-        result = AnalysisResult(mask, prob, lesions, location, report, pre, out)
+        result = AnalysisResult(mask, prob, lesions, location, report, pre, out, volumes)
         if out is not None:
             write_outputs(result, out)
         return result
@@ -230,11 +236,16 @@ def write_outputs(result: AnalysisResult, out: Path) -> None:
     Inside :func:`~mslesion.atomic.output_group` a previous run's outputs are
     removed first and the new ones appear together, so runs never mix.
     """
-    with output_group(out, ("report.json", *OUTPUT_FILES, "report.html")):
+    from .volumes.outputs import OUTPUT_FILES as VOLUME_FILES
+    from .volumes.outputs import write_volume_outputs
+
+    with output_group(out, ("report.json", *OUTPUT_FILES, *VOLUME_FILES, "report.html")):
         save_volume(result.lesion_mask, out / "lesions.nii.gz", dtype=np.uint8)
         if result.probability is not None:
             save_volume(result.probability, out / "lesion_probability.nii.gz", dtype=np.float32)
         write_lesions_csv(out / "lesions.csv", result.lesions)
+        if result.volumes is not None:
+            write_volume_outputs(result.volumes, out)
         write_subject_qc(result, out)  # report.html + qc/*.png, before report.json
         write_report(out / "report.json", result.report)
 

@@ -62,16 +62,22 @@ ENHANCEMENT_NO_T1 = ["enhancement", "enhancement.rules", "enhancement.t1_hypoint
                      "enhancement.dissemination_in_time.assessed", "enhancement.dissemination_in_time.met",
                      "enhancement.dissemination_in_time.statement", "enhancement.dissemination_in_time.reason"]
 
+VOLUMES = ["volumes", "volumes.icv_ml", "volumes.brain_ml", "volumes.gm_ml", "volumes.wm_ml", "volumes.csf_ml",
+           "volumes.lesion_ml", "volumes.bpf", "volumes.lesion_pct_icv", "volumes.method", "volumes.inputs",
+           "volumes.icv_source", "volumes.priors", "volumes.caveats", "volumes.seconds", "volumes.labels",
+           "volumes.labels.0", "volumes.labels.1", "volumes.labels.2", "volumes.labels.3", "volumes.labels.4"]
+
 DEMO = (["lesion_count", "total_volume_ml", "regions", *_regions(*REGIONS, "spinal_cord"), *DIS, "inputs",
          *_input("flair"), *_input("t1"), "model", "model.id", "model.kind", "model.threshold", "model.min_peak",
          "model.inference", "model.validation", *SETTINGS, "timings_s", "timings_s.preprocess_s", "timings_s.segment_s",
-         "timings_s.location_s", "timings_s.enhancement_s", "timings_s.total_s", "timings_s.qc_s", "mslesion_version",
-         "brain_mask", "brain_mask.method", "brain_mask.volume_ml", "enhancement", "enhancement.rules",
+         "timings_s.location_s", "timings_s.enhancement_s", "timings_s.volumes_s", "timings_s.total_s",
+         "timings_s.qc_s", "mslesion_version", "brain_mask", "brain_mask.method", "brain_mask.volume_ml",
+         "enhancement", "enhancement.rules",
          "enhancement.t1_hypointensity_assessed", "enhancement.enhancement_assessed", "enhancement.black_holes",
          "enhancement.reference_t1", "enhancement.reference_t1.nawm", "enhancement.reference_t1.csf",
          "enhancement.dissemination_in_time", "enhancement.dissemination_in_time.assessed",
          "enhancement.dissemination_in_time.met", "enhancement.dissemination_in_time.statement",
-         "enhancement.dissemination_in_time.reason"])
+         "enhancement.dissemination_in_time.reason", *VOLUMES])
 
 PINNED: dict[str, list[str]] = {
     "analyze_spine": [
@@ -91,7 +97,8 @@ PINNED: dict[str, list[str]] = {
         "model.threshold", "model.min_peak", "model.validation", "settings", "settings.min_lesion_mm3",
         "settings.device",
         "settings.tta", "settings.fp32", "timings_s", "timings_s.preprocess_s", "timings_s.segment_s",
-        "timings_s.location_s", "timings_s.enhancement_s", "timings_s.total_s", "timings_s.qc_s", "mslesion_version",
+        "timings_s.location_s", "timings_s.enhancement_s", "timings_s.volumes_s", "timings_s.total_s",
+        "timings_s.qc_s", "mslesion_version",
         "brain_mask", "brain_mask.method", "brain_mask.volume_ml", "enhancement", "enhancement.rules",
         "enhancement.t1_hypointensity_assessed", "enhancement.enhancement_assessed",
         "enhancement.dissemination_in_time", "enhancement.dissemination_in_time.assessed",
@@ -99,7 +106,8 @@ PINNED: dict[str, list[str]] = {
         "enhancement.dissemination_in_time.reason", "spine", "spine[].image", "spine[].lesion_count",
         "spine[].lesions", "spine[].lesions[].id", "spine[].lesions[].volume_mm3", "spine[].lesions[].length_mm",
         "spine[].lesions[].max_axial_extent_mm", "spine[].lesions[].levels", "spine[].lesions[].centroid_x",
-        "spine[].lesions[].centroid_y", "spine[].lesions[].centroid_z", "spine[].lesions[].region", "spine[].out_dir"],
+        "spine[].lesions[].centroid_y", "spine[].lesions[].centroid_z", "spine[].lesions[].region",
+        "spine[].out_dir", *VOLUMES],
     "report": [
         "lesion_count", "total_volume_ml", "regions", "regions.periventricular", "regions.periventricular.count",
         "regions.periventricular.volume_ml", "regions.juxtacortical", "regions.juxtacortical.count",
@@ -116,8 +124,9 @@ PINNED: dict[str, list[str]] = {
         "inputs.flair.sha256", "inputs.flair.shape", "inputs.flair.voxel_size_mm", "model", "model.id", "model.kind",
         "model.threshold", "model.validation", "settings", "settings.min_lesion_mm3", "settings.device",
         "settings.tta", "settings.fp32", "timings_s", "timings_s.preprocess_s", "timings_s.location_s",
-        "timings_s.total_s", "timings_s.qc_s", "mslesion_version", "lesion_mask_input", "lesion_mask_input.path",
-        "lesion_mask_input.sha256", "lesion_mask_input.resampled"],
+        "timings_s.volumes_s", "timings_s.total_s", "timings_s.qc_s", "mslesion_version", "lesion_mask_input",
+        "lesion_mask_input.path",
+        "lesion_mask_input.sha256", "lesion_mask_input.resampled", *VOLUMES],
     "spine": [
         "kind", "image", "image.path", "image.contrast", "image.contrast_source", "image.contrast_reason",
         "image.shape", "image.voxel_size_mm", "cord", "cord.volume_mm3", "cord.slices_found", "cord.slices",

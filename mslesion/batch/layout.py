@@ -2,6 +2,7 @@
 
     DERIV/dataset_description.json
     DERIV/sub-X/[ses-Y/]anat/sub-X[_ses-Y]_desc-lesions_{mask.nii.gz,probseg.nii.gz,lesions.csv,report.json}
+    DERIV/sub-X/[ses-Y/]anat/sub-X[_ses-Y]_desc-tissue_{dseg.nii.gz,dseg.tsv,volumes.csv}
     DERIV/sub-X/[ses-Y/]figures/...          PNGs / HTML written by the pipeline
     DERIV/sub-X/[ses-Y/]log/sub-X[_ses-Y]_desc-mslesion_log.txt
     DERIV/cohort.csv, DERIV/failures.csv
@@ -34,6 +35,9 @@ CORE_OUTPUTS = {
     "lesions.nii.gz": "desc-lesions_mask.nii.gz",
     "lesion_probability.nii.gz": "desc-lesions_probseg.nii.gz",
     "lesions.csv": "desc-lesions_lesions.csv",
+    "volumes.csv": "desc-tissue_volumes.csv",
+    "tissue_dseg.nii.gz": "desc-tissue_dseg.nii.gz",
+    "tissue_dseg.tsv": "desc-tissue_dseg.tsv",
 }
 REPORT_SUFFIX = "desc-lesions_report.json"
 LOG_SUFFIX = "desc-mslesion_log.txt"

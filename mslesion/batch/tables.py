@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 from ..atomic import write_text
+from ..volumes.outputs import cohort_columns as volume_columns
 
 COHORT_BASE = ["subject", "session", "lesion_count", "total_volume_ml"]
 COHORT_TAIL = ["model_id", "model_kind", "seconds", "finished_utc", "report"]
@@ -35,6 +36,7 @@ def cohort_row(report: dict, report_path: Path | None = None) -> dict:
                enhancing_foci=(len(enh.get("enhancing_foci_outside_lesions") or [])
                                if enh.get("enhancement_assessed") else ""),
                dit_single_visit="not assessed" if not dit.get("assessed") else ("met" if dit.get("met") else "not met"))
+    row.update(volume_columns(report))
     model = report.get("model") or {}
     row.update(model_id=model.get("id"), model_kind=model.get("kind"), seconds=batch.get("seconds"),
                finished_utc=batch.get("finished_utc"), report=str(report_path) if report_path else "")

@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     summary["dissemination_in_time"] = dit["verdict"]
     summary["dit_supported_by"] = [e["id"] for e in dit["supporting_lesions"]]
     summary["rejected_candidates"] = rep["rejected_candidates"]
+    vc = rep.get("volume_change") or {}
+    summary.update(brain_pct_change=vc.get("brain_pct_change"), bpf_change=vc.get("bpf_change"))
     summary["model"] = rep["model"]["id"]
     summary["out"] = str(args.out)
     print(json.dumps(summary))

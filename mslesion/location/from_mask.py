@@ -59,6 +59,7 @@ def report_mask(flair: str | Path, lesions: str | Path, out_dir: str | Path | No
     """Locate the lesions of a given mask and write the pipeline's outputs to ``out_dir``."""
     from ..pipeline import AnalysisResult, AnalyzeOptions, build_report, write_outputs
     from ..preprocess import preprocess
+    from ..volumes import assess_volumes
     from .regions import locate
 
     opts = options or AnalyzeOptions(model="baseline")
@@ -89,12 +90,16 @@ def report_mask(flair: str | Path, lesions: str | Path, out_dir: str | Path | No
     t0 = time.perf_counter()
     location = locate(labels, found, pre, opts.location)
     timings["location_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    volumes = assess_volumes(pre, mask, sum(les.volume_ml for les in found))
+    timings["volumes_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     report = build_report(vols, _MaskSource(), mask_threshold, found, location, timings, opts)
     report.lesion_mask_input = LesionMaskInput(path=str(lesions), sha256=sha256_of(lesions), resampled=resampled)
+    report["volumes"] = volumes.to_dict()
     if resampled is not None:
         resampled["lesion_count_on_flair_grid"] = len(found)
-    result = AnalysisResult(mask, None, found, location, report, pre, out)
+    result = AnalysisResult(mask, None, found, location, report, pre, out, volumes)
     if out is not None:
         write_outputs(result, out)
     return result

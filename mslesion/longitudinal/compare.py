@@ -114,6 +114,11 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     prob1 = seg.predict(pre1)
     timings["segment_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    from ..volumes.outputs import compare_volumes  # issue 18 (brain volumes)
+
+    volume_change = compare_volumes(pre0, prob0, pre1, prob1, threshold)
+    timings["volumes_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     f1 = resample_moving(pre1.flair, pre0.flair, transform, order=1)
     p1 = resample_moving(prob1, pre0.flair, transform, order=1)
     fov1 = resample_moving(pre1.flair.with_data(np.ones(pre1.flair.shape, np.float32)), pre0.flair, transform, 1)
@@ -133,6 +138,7 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     timings["location_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     report = build_compare_report(vols0, vols1, seg, threshold, changes, lesions, location, transform, timings, opts)
+    report["volume_change"] = volume_change
     result = CompareResult(changes, kinds0, kinds1, lesions, location, transform, report, out,
                            comps0.with_data(labels0.astype(np.int16)))
     if out is not None:

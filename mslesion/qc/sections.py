@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from ..report import Report, as_report
 from .html import facts_table, fmt, grid_table
+from .volumes import volumes_section
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,7 @@ def subject_sections(report: Report | Mapping[str, Any]) -> list[tuple[str, str]
     return [("Summary", summary_section(report)),
             ("Lesions by region", regions_section(report)),
             *enhancement,
+            *([("Brain volumes", volumes_section(report))] if report.get("volumes") else []),
             ("Model and its validated accuracy", model_section(report)),
             ("Brain mask", brain_section(report)),
             ("Inputs", inputs_section(report)),

@@ -168,6 +168,12 @@ def write_subject_qc(result: SubjectOutputs, out_dir: Path, convention: str = "r
             best_axial = max(planes, key=lambda pl: int(np.count_nonzero(sample(labels, pl, order=0))))
     if has_brain and brain is not None:
         images.append(brain_mask_figure(image, brain, box, window, qc, convention, report.brain_mask))
+    volumes = getattr(result, "volumes", None)
+    if volumes is not None and volumes.labels is not None:  # issue 18
+        from .volumes import tissue_figure
+
+        images.append(("Tissue classes: CSF blue, GM orange, WM white, lesions red",
+                       tissue_figure(image, volumes.labels, box, window, qc / "tissue.png", convention)))
     for n, spine in enumerate(report.spine or []):  # analyze --spine: the cord's own QC view
         png = Path(spine.out_dir) / "qc_sagittal.png" if spine.out_dir else None
         if png is not None and png.is_file():
