@@ -177,6 +177,9 @@ def test_real_subject_report_in_chromium(case, shared_data, tmp_path):
     found = check_page(out / "report.html", tmp_path)
     from mslesion.qc.subject import MAX_GALLERY
 
-    assert_images_loaded(found, 4 + min(result.report["lesion_count"], MAX_GALLERY))
+    # 3 mosaics + brain-mask outline + tissue classes + gallery
+    assert result.volumes is not None and result.volumes.labels is not None
+    assert_images_loaded(found, 5 + min(result.report["lesion_count"], MAX_GALLERY))
+    assert any(im["alt"].startswith("Tissue classes") for im in found["images"])
     assert_summary_matches(found, json.loads((out / "report.json").read_text()))
     screenshot(out / "report.html", f"report_{case.replace('/', '_')}.png", tmp_path)
