@@ -288,8 +288,9 @@ def test_analyzer_writes_report_html(tmp_path):
     html = (tmp_path / "out" / "report.html").read_text()
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert f'data-key="lesion_count" data-value="{report["lesion_count"]}"' in html
-    assert len(_img_uris(html)) == 4 + min(len(result.lesions), qc_subject.MAX_GALLERY)  # + brain-mask outline
-    assert (tmp_path / "out" / "qc" / "axial.png").is_file()
+    # 3 mosaics + brain-mask outline + tissue classes (issue 18) + gallery
+    assert len(_img_uris(html)) == 5 + min(len(result.lesions), qc_subject.MAX_GALLERY)
+    assert (tmp_path / "out" / "qc" / "axial.png").is_file() and (tmp_path / "out" / "qc" / "tissue.png").is_file()
     assert 0 < report["timings_s"]["qc_s"] < 60
 
 
