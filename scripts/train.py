@@ -41,6 +41,10 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
     ap.add_argument("--init", default="", help="start from these weights (fine-tuning), e.g. a run's weights.pt")
     ap.add_argument("--lesion-sampling", choices=["voxel", "component"], default="voxel",
                     help="lesion-centred patches: uniform over lesion voxels, or over connected lesions")
+    ap.add_argument("--tissue-bump", type=float, default=0.0, metavar="P",
+                    help="probability per patch of a grey/white-contrast change (a bump of FLAIR intensity)")
+    ap.add_argument("--small-lesion-weight", type=float, default=1.0, metavar="W",
+                    help="BCE weight up to W on the voxels of lesions under 100 voxels (sqrt(100/size); 1: off)")
     ap.add_argument("--lesion-fraction", type=float, default=0.6, help="share of patches centred on a lesion")
     a = ap.parse_args(argv)
     channels = tuple(c.strip() for c in a.channels.split(",") if c.strip())
@@ -51,7 +55,8 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
                        max_seconds=a.max_seconds, patch=tuple(a.patch), batch=a.batch, base=a.base, lr=a.lr,
                        seed=a.seed, device=a.device, infer_window=tuple(a.infer_window),
                        holdout_tta=not a.no_holdout_tta, holdout_predict=not a.no_holdout_predict, session_seconds=a.session_seconds,
-                       augment=AugmentConfig(p_synthetic=a.synthetic_lesions), init_weights=a.init,
+                       augment=AugmentConfig(p_synthetic=a.synthetic_lesions, p_tissue_bump=a.tissue_bump),
+                       init_weights=a.init, small_lesion_weight=a.small_lesion_weight,
                        lesion_sampling=a.lesion_sampling, lesion_fraction=a.lesion_fraction)
 
 

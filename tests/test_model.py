@@ -525,3 +525,51 @@ def test_model_json_min_peak_is_read_and_checked(tmp_path):
     del raw["min_peak"]
     (dest / "model.json").write_text(json.dumps(raw))
     assert read_spec(dest).min_peak == 0.0
+
+
+def test_tissue_contrast_bump_moves_one_band_and_keeps_intensity_order():
+    """The bump raises the chosen band most, leaves far intensities alone and never reorders voxels."""
+    from mslesion.model.augment import tissue_contrast_bump
+
+    x = torch.linspace(-3, 3, 601)
+    for amp in (0.35, -0.35, 5.0, -5.0):  # 5.0 is clipped to the monotonic limit
+        y = tissue_contrast_bump(x, centre=0.4, width=0.2, amplitude=amp)
+        assert bool((torch.diff(y) > 0).all())
+        shift = y - x
+        assert abs(float(shift[torch.argmin((x - 0.4).abs())])) == pytest.approx(float(shift.abs().max()))
+        assert float(shift[:100].abs().max()) < 1e-6 and float(shift[-100:].abs().max()) < 1e-6
+    y = tissue_contrast_bump(x, centre=0.4, width=0.2, amplitude=0.2)
+    assert float(y[torch.argmin((x - 0.4).abs())]) == pytest.approx(0.6, abs=1e-5)
+
+
+def test_small_lesion_weights_follow_lesion_size():
+    """A 1000-voxel lesion keeps weight 1, an 8-voxel one gets sqrt(100/8) (capped), background 1."""
+    from mslesion.model.training import small_lesion_weights
+
+    mask = np.zeros((40, 40, 40), bool)
+    mask[2:12, 2:12, 2:12] = True
+    mask[30:32, 30:32, 30:32] = True
+    mask[20, 20, 20] = True
+    w = small_lesion_weights(mask, max_weight=4.0, ref_voxels=100)
+    assert w[5, 5, 5] == 1.0 and w[0, 0, 0] == 1.0 and w[25, 25, 25] == 1.0
+    assert w[30, 30, 30] == pytest.approx(np.sqrt(100 / 8))
+    assert w[20, 20, 20] == 4.0
+
+
+@pytest.mark.slow
+def test_training_with_small_lesion_weights_and_tissue_bump_runs(tmp_path):
+    """Both options train (weights ride along as an extra volume channel) and give finite losses."""
+    from mslesion.model.augment import AugmentConfig
+    from mslesion.model.training import TrainConfig, draw_batch, load_cases, train
+
+    write_npz_cases(tmp_path / "data")
+    cfg = TrainConfig(data_dir=str(tmp_path / "data"), out_dir=str(tmp_path / "run"), patch=(16, 16, 16),
+                      batch=2, iterations=2, base=4, levels=3, device="cpu", log_every=1,
+                      small_lesion_weight=4.0, augment=AugmentConfig(p_tissue_bump=1.0, p_synthetic=1.0))
+    cases = load_cases(tmp_path / "data", ("flair",), (), torch.device("cpu"), np.random.default_rng(0), (4.0, 100))
+    assert cases[0].volume.shape[0] == 3 and float(cases[0].volume[2].max()) > 1.0
+    img, lab, weight = draw_batch(cases, cfg, torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    assert img.shape == (2, 1, 16, 16, 16) and lab.shape == weight.shape and float(weight.min()) >= 1.0
+    assert train(cfg)["iterations"] == 2
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(losses))

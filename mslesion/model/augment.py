@@ -3,8 +3,10 @@
 Spatial: random rotation, scaling, flips, translation and a smooth elastic
 field, applied by one ``grid_sample`` from the whole case volume, so patches
 have no border artefacts.  Intensity: per-channel contrast/brightness, gamma,
-smooth multiplicative bias field, Gaussian noise, blur, and simulated thick
-slices / low resolution (average along one axis, then upsample).  Optional
+smooth multiplicative bias field, Gaussian noise, blur, simulated thick
+slices / low resolution (average along one axis, then upsample), and a tissue-contrast
+bump (:func:`tissue_contrast_bump`: brightens or darkens one band of normal-tissue
+intensities, so grey matter may come close to lesions, as on low grey/white-contrast FLAIR).  Optional
 synthetic lesions (:func:`paste_lesions`): soft-edged, textured ellipsoids added
 to normal-appearing tissue of the patch (brighter on FLAIR/T2, darker on T1) and
 to its label, before the intensity augmentation.
@@ -34,6 +36,12 @@ class AugmentConfig:
     p_lowres: float = 0.35
     lowres_factor: tuple[float, float] = (2.0, 6.0)
     p_drop_channel: float = 0.2
+    #: tissue-contrast bump on the FLAIR channel: probability, band centre and width (robust-z units of the
+    #: model input, where white matter sits near -0.3..0 and grey matter near 0.2..0.7), largest shift
+    p_tissue_bump: float = 0.0
+    tissue_bump_centre: tuple[float, float] = (0.0, 0.6)
+    tissue_bump_width: tuple[float, float] = (0.15, 0.35)
+    tissue_bump_max: float = 0.35
     #: synthetic lesions: probability per patch, count, radius (voxels), FLAIR amplitude (robust-z units;
     #: real lesions sit about 0.5-1.5 above the brain median of the model input)
     p_synthetic: float = 0.0
@@ -92,6 +100,17 @@ def _rand(gen: torch.Generator) -> float:
     return float(torch.rand(1, generator=gen).item())
 
 
+def tissue_contrast_bump(x: torch.Tensor, centre: float, width: float, amplitude: float) -> torch.Tensor:
+    """Add ``amplitude`` times a Gaussian bump of intensity (centred on ``centre``, sd ``width``) to ``x``.
+
+    The amplitude is clipped so the mapping stays monotonic (intensity order, hence lesion
+    conspicuity ranking, is kept): the bump's steepest slope is ``|a| / (width * sqrt(e))`` < 1.
+    """
+    limit = 0.9 * width * math.sqrt(math.e)
+    a = max(-limit, min(limit, amplitude))
+    return x + a * torch.exp(-0.5 * ((x - centre) / width) ** 2)
+
+
 def intensity_augment(img: torch.Tensor, present: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator,
                       noise_gen: torch.Generator | None = None) -> torch.Tensor:
     """Augment a batch (N, C, D, H, W); ``present`` (N, C) marks real channels (absent ones stay 0).
@@ -104,6 +123,12 @@ def intensity_augment(img: torch.Tensor, present: torch.Tensor, cfg: AugmentConf
     out = img.clone()
     for b in range(n):
         x = out[b]
+        if _rand(gen) < cfg.p_tissue_bump:
+            lo_c, hi_c = cfg.tissue_bump_centre
+            lo_w, hi_w = cfg.tissue_bump_width
+            centre = lo_c + (hi_c - lo_c) * _rand(gen)
+            width = lo_w + (hi_w - lo_w) * _rand(gen)
+            x[0] = tissue_contrast_bump(x[0], centre, width, (_rand(gen) * 2 - 1) * cfg.tissue_bump_max)
         if _rand(gen) < cfg.p_bias:
             field = torch.exp(_smooth_field(size, 4, gen, dev)[0] * cfg.bias_strength * _rand(gen))
             x = (x - x.amin()) * field + x.amin()

@@ -57,6 +57,10 @@ class TrainConfig:
     #: how a lesion-centred patch picks its lesion: "voxel" (big lesions dominate) or
     #: "component" (every connected lesion equally likely, so small lesions are seen as often)
     lesion_sampling: str = "voxel"
+    #: weight of the BCE term on the voxels of small lesions: a lesion of s voxels gets
+    #: min(small_lesion_weight, sqrt(small_lesion_voxels / s)), at least 1 (1.0 = off)
+    small_lesion_weight: float = 1.0
+    small_lesion_voxels: int = 100
     #: start from these weights (fine-tuning); "" = random initialisation
     init_weights: str = ""
     seed: int = 0
@@ -84,7 +88,7 @@ class TrainConfig:
 class Case:
     case_id: str
     subject: str
-    volume: torch.Tensor       # (C + 1, D, H, W): channels then soft label
+    volume: torch.Tensor       # (C + 1 [+ 1], D, H, W): channels, soft label [, voxel loss weight]
     present: torch.Tensor      # (C,)
     lesion_idx: torch.Tensor   # (n, 3) voxel indices with label > 0 (CPU)
     brain_idx: torch.Tensor    # (m, 3) voxel indices inside the brain (CPU, subsampled)
@@ -93,8 +97,12 @@ class Case:
 
 
 def load_cases(data_dir: Path, channels: tuple[str, ...], exclude: tuple[str, ...], device: torch.device,
-               rng: np.random.Generator) -> list[Case]:
-    """Load every case of ``data_dir/cases.json`` whose subject is not in ``exclude``."""
+               rng: np.random.Generator, small_weight: tuple[float, int] = (1.0, 100)) -> list[Case]:
+    """Load every case of ``data_dir/cases.json`` whose subject is not in ``exclude``.
+
+    With ``small_weight`` (largest weight, reference size in voxels) above 1, each volume
+    carries a last channel of voxel loss weights (:func:`small_lesion_weights`).
+    """
     meta = json.loads((data_dir / "cases.json").read_text())
     chan_idx = [ALL_CHANNELS.index(c) for c in channels]
     cases = []
@@ -112,13 +120,27 @@ def load_cases(data_dir: Path, channels: tuple[str, ...], exclude: tuple[str, ..
         brain_idx = np.argwhere(brain)
         if len(brain_idx) > 200_000:
             brain_idx = brain_idx[rng.choice(len(brain_idx), 200_000, replace=False)]
-        vol = torch.from_numpy(np.concatenate([image, label[None]], 0)).to(device)
+        stack = [image, label[None]]
+        if small_weight[0] > 1.0:
+            stack.append(small_lesion_weights(label > 0, *small_weight)[None])
+        vol = torch.from_numpy(np.concatenate(stack, 0)).to(device)
         cases.append(Case(info["case"], info["subject"], vol, torch.from_numpy(present).to(device),
                           torch.from_numpy(lesion_idx), torch.from_numpy(brain_idx), torch.from_numpy(bounds)))
         log.info("case %s: shape %s, %d lesion voxels", info["case"], image.shape, len(lesion_idx))
     if not cases:
         raise ValueError(f"no training cases left in {data_dir} after excluding {exclude}")
     return cases
+
+
+def small_lesion_weights(mask: np.ndarray, max_weight: float, ref_voxels: int) -> np.ndarray:
+    """Voxel weights: 1 outside lesions; min(max_weight, sqrt(ref_voxels / size)) (at least 1) inside one."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float32)
+    per_label = np.clip(np.sqrt(ref_voxels / np.maximum(sizes, 1.0)), 1.0, max_weight)
+    per_label[0] = 1.0
+    return per_label[labels].astype(np.float32)
 
 
 def _lesion_voxels_by_component(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,9 +165,10 @@ def _lesion_centre(case: Case, cfg: TrainConfig, gen: torch.Generator) -> torch.
 
 
 def draw_batch(cases: list[Case], cfg: TrainConfig, gen: torch.Generator,
-               noise_gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """One augmented batch: images (N, C, *patch) and soft labels (N, 1, *patch)."""
-    imgs, labs, pres = [], [], []
+               noise_gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One augmented batch: images (N, C, *patch), soft labels (N, 1, *patch) and voxel weights (or None)."""
+    n_ch = len(cfg.channels)
+    imgs, labs, pres, weights = [], [], [], []
     jitter = torch.tensor(cfg.patch, dtype=torch.float32) / 3
     for _ in range(cfg.batch):
         case = cases[int(torch.randint(len(cases), (1,), generator=gen))]
@@ -157,18 +180,25 @@ def draw_batch(cases: list[Case], cfg: TrainConfig, gen: torch.Generator,
         centre = centre + (torch.rand(3, generator=gen) * 2 - 1) * jitter
         patch = sample_patch(case.volume, centre, cfg.patch, cfg.augment, gen)
         if cfg.augment.p_synthetic > 0:
-            patch = paste_lesions(patch, tuple(cfg.channels), cfg.augment, gen)
-        imgs.append(patch[:-1])
-        labs.append(patch[-1:])
+            patch = torch.cat([paste_lesions(patch[:n_ch + 1], tuple(cfg.channels), cfg.augment, gen),
+                               patch[n_ch + 1:]], 0)
+        imgs.append(patch[:n_ch])
+        labs.append(patch[n_ch:n_ch + 1])
+        weights.append(patch[n_ch + 1:n_ch + 2])
         pres.append(case.present)
     img = intensity_augment(torch.stack(imgs), torch.stack(pres), cfg.augment, gen, noise_gen)
-    return img, torch.stack(labs).clamp(0, 1)
+    # interpolated weights are 0 where the patch leaves the volume; the loss there is as elsewhere
+    weight = torch.stack(weights).clamp_min(1.0) if weights[0].shape[0] else None
+    return img, torch.stack(labs).clamp(0, 1), weight
 
 
-def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """BCE + soft Dice over the whole batch (stable with soft targets and empty patches)."""
+def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE (voxel-weighted where ``weight`` is given) + soft Dice over the whole batch.
+
+    Stable with soft targets and empty patches.
+    """
     logits = logits.float()
-    bce = F.binary_cross_entropy_with_logits(logits, target)
+    bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight)
     p = torch.sigmoid(logits)
     inter = (p * target).sum()
     dice = (2 * inter + 1.0) / (p.sum() + target.sum() + 1.0)
@@ -246,7 +276,8 @@ def train(cfg: TrainConfig) -> dict:
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    cases = load_cases(Path(cfg.data_dir), tuple(cfg.channels), tuple(cfg.holdout), device, np_rng)
+    cases = load_cases(Path(cfg.data_dir), tuple(cfg.channels), tuple(cfg.holdout), device, np_rng,
+                       (cfg.small_lesion_weight, cfg.small_lesion_voxels))
     net = UNet3D(len(cfg.channels), cfg.base, cfg.levels, cfg.residual).to(device)
     if cfg.init_weights:
         net.load_state_dict(torch.load(cfg.init_weights, map_location=device, weights_only=True))
@@ -284,10 +315,10 @@ def train(cfg: TrainConfig) -> dict:
         lr = lr_at(progress, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        img, lab = draw_batch(cases, cfg, gen, noise_gen)
+        img, lab, weight = draw_batch(cases, cfg, gen, noise_gen)
         with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=use_amp):
             logits = net(img)
-        loss = dice_bce_loss(logits, lab)
+        loss = dice_bce_loss(logits, lab, weight)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
