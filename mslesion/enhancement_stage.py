@@ -49,7 +49,8 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
     if has_post:
         sub = enh.subtraction_z(t1, pre.images["t1post"].data, brain & (work == 0), zooms=zooms)
         normal = enh.normal_enhancement(brain, refs.csf, zooms, rules)
-    evidence = enh.assess_lesions(work, int(labels.max()), sub, normal, t1, refs, float(np.prod(zooms)), rules)
+    evidence = enh.assess_lesions(work, int(labels.max()), sub, normal, t1, refs, float(np.prod(zooms)), rules,
+                                  zooms=zooms)
     by_id = {e.lesion_id: e for e in evidence}
     for les in lesions:
         e = by_id.get(les.id)
@@ -63,7 +64,7 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
     section["black_holes"] = sum(bool(e.t1_hypointense) for e in assessed)
     section["reference_t1"] = {"nawm": round(refs.t1_nawm, 3), "csf": round(refs.t1_csf, 3)}
     if has_post:
-        foci = enh.enhancing_foci(sub, brain, work > 0, normal, zooms, rules, t1, refs)
+        foci = enh.enhancing_foci(sub, brain, work > 0, normal, zooms, rules, t1, refs, flair=flair)
         section["enhancing_lesions"] = sum(e.enhancing for e in assessed)
         section["non_enhancing_lesions"] = sum(not e.enhancing for e in assessed)
         section["enhancing_foci_outside_lesions"] = [_focus_row(f, pre) for f in foci]

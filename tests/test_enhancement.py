@@ -90,3 +90,23 @@ def test_no_enhancement_gives_dit_not_met_and_no_post_gives_not_assessed(phantom
     assert enh.dissemination_in_time(ev, assessed=True)["met"] is False
     missing = enh.dissemination_in_time([], assessed=False)
     assert missing["met"] is None and "not assessed" in missing["statement"]
+
+
+def test_ring_on_the_lesion_edge_is_found_even_where_the_flair_edge_stops_short(phantom):
+    """A ring-enhancing lesion: the enhancing rim is its edge, here 0-1.5 mm outside the FLAIR lesion mask."""
+    centre = (40, 40, 20)
+    g = np.indices(SHAPE, dtype=np.float32)
+    dist = np.sqrt(sum((gi - c) ** 2 for gi, c in zip(g, centre)))
+    ring_lesion = dist <= 5.0
+    flair = phantom["flair"].copy()
+    flair[ring_lesion] = 2.0
+    post = phantom["post"].copy()
+    post[(dist > 5.0) & (dist <= 6.5)] += 1.0
+    ph = dict(phantom, flair=flair, post=post, lesions=phantom["lesions"] | ring_lesion)
+    _, _, ev, foci, by_y = _run(ph)
+    ring = by_y[40]
+    assert ring.enhancing and ring.enhancing_mm3 >= 100
+    assert len(foci) == 1                                # the rim is part of the lesion, not a focus of its own
+    # without the rim the ring lies wholly outside the FLAIR lesion: the rule would miss it
+    _, _, _, _, strict = _run(ph, enh.EnhancementRules(lesion_rim_mm=0.0))
+    assert not strict[40].enhancing
