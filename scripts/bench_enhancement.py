@@ -194,12 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--edge-offset-mm", type=float, default=2.0)
     ap.add_argument("--cache", type=Path, default=None, help="keep the preprocessed arrays here (.npz)")
     ap.add_argument("--patients", nargs="+", default=["patient07", "patient26"])
-    ap.add_argument("--rim-mm", type=float, default=None, help="override EnhancementRules.lesion_rim_mm")
+    ap.add_argument("--rule", action="append", default=[], metavar="NAME=VALUE",
+                    help="override an EnhancementRules field, e.g. --rule lesion_rim_mm=1 (repeatable)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     rules = enh.EnhancementRules()
-    if args.rim_mm is not None:
-        rules = dataclasses.replace(rules, lesion_rim_mm=args.rim_mm)
+    for item in args.rule:
+        name, _, value = item.partition("=")
+        rules = dataclasses.replace(rules, **{name: float(value)})
     print(f"rules: {rules}")
     rng = np.random.default_rng(args.seed)
     hits: dict[tuple[str, ...], list[int]] = {}

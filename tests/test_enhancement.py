@@ -110,3 +110,20 @@ def test_ring_on_the_lesion_edge_is_found_even_where_the_flair_edge_stops_short(
     # without the rim the ring lies wholly outside the FLAIR lesion: the rule would miss it
     _, _, _, _, strict = _run(ph, enh.EnhancementRules(lesion_rim_mm=0.0))
     assert not strict[40].enhancing
+
+
+def test_short_thick_vessel_in_white_matter_is_not_called_but_a_5mm_nodule_is(phantom):
+    """A 10 mm long, 4 mm thick vessel segment (elongation ~2.5) is rejected; a 5 mm ball near it is not."""
+    post = phantom["post"].copy()
+    segment = (40, 40, 60)
+    post[35:45, 38:42, 58:62] += 1.0
+    nodule = (40, 40, 22)
+    post[_ball(nodule, 2.5)] += 1.0
+    _, _, _, foci, _ = _run(dict(phantom, post=post))
+    centres = [np.array(f.centroid_vox) for f in foci]
+    assert not any(np.linalg.norm(c - segment) < 4 for c in centres)
+    assert any(np.linalg.norm(c - nodule) < 1.5 for c in centres)
+    assert any(np.linalg.norm(c - phantom["focus"]) < 1.5 for c in centres)
+    # with the session-14 elongation limit (3) the segment passed as a focus: the test sees the difference
+    _, _, _, loose, _ = _run(dict(phantom, post=post), enh.EnhancementRules(vessel_elongation=3.0))
+    assert any(np.linalg.norm(np.array(f.centroid_vox) - segment) < 4 for f in loose)
