@@ -147,6 +147,13 @@ def test_analyze_with_post_contrast_t1_reports_enhancement_and_dit(tmp_path):
     page = (tmp_path / "out" / "report.html").read_text()
     assert "Enhancement and dissemination in time" in page
     assert 'data-key="enhancement.enhancing_lesions" data-value="1"' in page
+    # the gallery: one post / pre / FLAIR picture per enhancing call, embedded in the enhancement section
+    pictures = sorted((tmp_path / "out" / "qc").glob("enhancing_*.png"))
+    calls = 1 + len(enh["enhancing_foci_outside_lesions"])
+    assert len(pictures) == calls and pictures[0].name == "enhancing_01.png"
+    section = page.split("Enhancement and dissemination in time")[1].split("<h2>")[0]
+    assert 'id="enhancement-gallery"' in section and section.count("data:image/png;base64,") == calls
+    assert "lesion #" in section
     # the same subject without the post-contrast scan: DIT from this scan is not assessed, never "no"
     res2 = Analyzer(opts).run({"flair": paths["flair"], "t1": paths["t1"]})
     dit = res2.report["enhancement"]["dissemination_in_time"]
