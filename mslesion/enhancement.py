@@ -17,7 +17,7 @@ project's data, so none was tuned on a scan.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -228,6 +228,8 @@ class EnhancingFocus:
     z_max: float
     elongation: float
     flair_z: float | None = None
+    #: the focus's voxels (N, 3) on the working grid, for the enhancement map (not reported)
+    voxels: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def enhancing_foci(sub_z: np.ndarray, brain: np.ndarray, lesions: np.ndarray, normal: np.ndarray,
@@ -262,8 +264,25 @@ def enhancing_foci(sub_z: np.ndarray, brain: np.ndarray, lesions: np.ndarray, no
         centre = tuple(float(c) for c in coords.mean(axis=0))
         fl = None if flair is None else round(float(np.median(flair[sl][own])), 2)
         foci.append(EnhancingFocus(centre, round(vol, 1), round(float(sub_z[sl][own].max()), 2),  # type: ignore[arg-type]
-                                   round(elong, 2), fl))
+                                   round(elong, 2), fl, coords))
     return foci
+
+
+def enhancement_map(labels: np.ndarray, evidence: list[LesionEvidence], sub_z: np.ndarray, normal: np.ndarray,
+                    foci: list[EnhancingFocus], rules: EnhancementRules,
+                    zooms: tuple[float, ...] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """Label image of the enhancement calls: 1 = enhancing voxels of an enhancing lesion (the lesion and its rim,
+    ``sub_z >= z_voxel``, outside normal enhancement), 2 = the voxels of each enhancing focus outside lesions."""
+    out = np.zeros(labels.shape, np.uint8)
+    ids = [e.lesion_id for e in evidence if e.enhancing]
+    if ids:
+        called = np.isin(labels, ids)
+        zone = ndimage.distance_transform_edt(~called, sampling=zooms) <= rules.lesion_rim_mm + 1e-6
+        out[zone & (sub_z >= rules.z_voxel) & ~normal] = 1
+    for f in foci:
+        if f.voxels is not None:
+            out[tuple(f.voxels.T)] = 2
+    return out
 
 
 def dissemination_in_time(evidence: list[LesionEvidence], assessed: bool) -> dict:

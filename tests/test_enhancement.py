@@ -127,3 +127,17 @@ def test_short_thick_vessel_in_white_matter_is_not_called_but_a_5mm_nodule_is(ph
     # with the session-14 elongation limit (3) the segment passed as a focus: the test sees the difference
     _, _, _, loose, _ = _run(dict(phantom, post=post), enh.EnhancementRules(vessel_elongation=3.0))
     assert any(np.linalg.norm(np.array(f.centroid_vox) - segment) < 4 for f in loose)
+
+
+def test_enhancement_map_marks_the_enhancing_lesion_and_the_focus(phantom):
+    from scipy import ndimage
+
+    rules = enh.EnhancementRules()
+    refs, sub, ev, foci, _ = _run(phantom)
+    normal = enh.normal_enhancement(phantom["brain"], refs.csf, (1.0, 1.0, 1.0), rules)
+    labels, _ = ndimage.label(phantom["lesions"])
+    emap = enh.enhancement_map(labels, ev, sub, normal, foci, rules)
+    lesion_part, focus_part = np.argwhere(emap == 1), np.argwhere(emap == 2)
+    assert np.linalg.norm(lesion_part.mean(0) - (40, 22, 40)) < 1.5       # the enhancing lesion only
+    assert np.linalg.norm(focus_part.mean(0) - phantom["focus"]) < 1.5
+    assert not emap[_ball((40, 58, 40), 5)].any()                          # nothing at the non-enhancing lesion
