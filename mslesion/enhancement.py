@@ -276,9 +276,12 @@ def enhancement_map(labels: np.ndarray, evidence: list[LesionEvidence], sub_z: n
     out = np.zeros(labels.shape, np.uint8)
     ids = [e.lesion_id for e in evidence if e.enhancing]
     if ids:
-        called = np.isin(labels, ids)
+        pts = np.argwhere(np.isin(labels, ids))
+        pad = np.ceil(rules.lesion_rim_mm / np.asarray(zooms, float)).astype(int) + 1
+        box = tuple(slice(max(0, int(a)), int(b)) for a, b in zip(pts.min(0) - pad, pts.max(0) + 1 + pad))
+        called = np.isin(labels[box], ids)
         zone = ndimage.distance_transform_edt(~called, sampling=zooms) <= rules.lesion_rim_mm + 1e-6
-        out[zone & (sub_z >= rules.z_voxel) & ~normal] = 1
+        out[box][zone & (sub_z[box] >= rules.z_voxel) & ~normal[box]] = 1
     for f in foci:
         if f.voxels is not None:
             out[tuple(f.voxels.T)] = 2

@@ -22,7 +22,8 @@ from .render import Plane, draw_outlines, grid, intensity_window, label_tile, sa
 
 #: at most this many enhancing calls get a picture (enhancing lesions first, largest enhancing volume first)
 MAX_CALLS = 12
-CONTRASTS = (("t1post", "post-contrast T1"), ("t1", "pre-contrast T1"), ("flair", "FLAIR"))
+#: (image key, tile caption): short captions, so the orientation letters stay readable
+CONTRASTS = (("t1post", "T1 post"), ("t1", "T1 pre"), ("flair", "FLAIR"))
 FOV_MM = 48.0
 TILE_PX = 144
 
