@@ -15,6 +15,7 @@ from . import enhancement as enh
 from .lesions import Lesion
 from .preprocess import Preprocessed
 from .preprocess.resample import resample_like
+from .volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ LESION_COLUMNS = ("enhancing", "enhancing_mm3", "enhancement_z_p95", "t1_hypoint
 
 
 def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
-                   rules: enh.EnhancementRules | None = None) -> dict:
+                   rules: enh.EnhancementRules | None = None) -> tuple[dict, Volume | None]:
     """Enhancement (needs 't1' and 't1post' in ``pre.images``) and black holes (needs 't1').
 
     ``labels`` are the lesion labels on the native FLAIR grid (ids as in ``lesions``). Returns the
@@ -39,7 +40,7 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
     if not has_t1:
         reason = "no T1 given" if not has_post else "a post-contrast T1 needs the pre-contrast T1 (--t1) too"
         section["dissemination_in_time"] = {**enh.dissemination_in_time([], assessed=False), "reason": reason}
-        return section
+        return section, None
     work = resample_like(pre.native.with_data(labels).as_labels(), pre.flair).data.astype(np.int32)
     brain = pre.brain_mask.data > 0
     flair, t1 = pre.images["flair"].data, pre.images["t1"].data
@@ -49,7 +50,8 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
     if has_post:
         sub = enh.subtraction_z(t1, pre.images["t1post"].data, brain & (work == 0), zooms=zooms)
         normal = enh.normal_enhancement(brain, refs.csf, zooms, rules)
-    evidence = enh.assess_lesions(work, int(labels.max()), sub, normal, t1, refs, float(np.prod(zooms)), rules)
+    evidence = enh.assess_lesions(work, int(labels.max()), sub, normal, t1, refs, float(np.prod(zooms)), rules,
+                                  zooms=zooms)
     by_id = {e.lesion_id: e for e in evidence}
     for les in lesions:
         e = by_id.get(les.id)
@@ -63,15 +65,20 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
     section["black_holes"] = sum(bool(e.t1_hypointense) for e in assessed)
     section["reference_t1"] = {"nawm": round(refs.t1_nawm, 3), "csf": round(refs.t1_csf, 3)}
     if has_post:
-        foci = enh.enhancing_foci(sub, brain, work > 0, normal, zooms, rules, t1, refs)
+        foci = enh.enhancing_foci(sub, brain, work > 0, normal, zooms, rules, t1, refs, flair=flair)
         section["enhancing_lesions"] = sum(e.enhancing for e in assessed)
         section["non_enhancing_lesions"] = sum(not e.enhancing for e in assessed)
         section["enhancing_foci_outside_lesions"] = [_focus_row(f, pre) for f in foci]
     section["dissemination_in_time"] = enh.dissemination_in_time(assessed, assessed=has_post)
+    emap = None
     if not has_post:
         section["dissemination_in_time"]["reason"] = "no post-contrast T1 given (--t1post)"
+    else:
+        work_map = enh.enhancement_map(work, evidence, sub, normal, foci, rules, zooms)
+        emap = pre.to_native(pre.flair.with_data(work_map.astype(np.float32)), order=0)
+        emap = emap.with_data(np.rint(emap.data).astype(np.uint8))
     log.info("enhancement: %s", {k: v for k, v in section.items() if k != "rules"})
-    return section
+    return section, emap
 
 
 def _yes_no(value: bool | None) -> str:
@@ -83,4 +90,5 @@ def _focus_row(focus: enh.EnhancingFocus, pre: Preprocessed) -> dict:
     world = pre.flair.affine @ np.array([*focus.centroid_vox, 1.0])
     row = asdict(focus)
     row.pop("centroid_vox")
+    row.pop("voxels")
     return {"centroid_mm": [round(float(c), 1) for c in world[:3]], **row}

@@ -47,6 +47,8 @@ __all__ = ["CONTRASTS", "OUTPUT_FILES", "AnalysisResult", "AnalyzeOptions", "Ana
            "load_inputs", "merge_spine", "prepare_out_dir", "write_outputs"]
 
 OUTPUT_FILES = ("lesions.nii.gz", "lesion_probability.nii.gz", "lesions.csv", "report.json")
+#: written where enhancement was assessed (--t1post)
+ENHANCEMENT_MAP = "enhancement.nii.gz"
 
 
 @dataclass
@@ -99,6 +101,8 @@ class AnalysisResult:
     out_dir: Path | None = None
     #: brain volumes (ICV, brain, GM/WM/CSF, BPF); None where not assessed
     volumes: TissueVolumes | None = None
+    #: enhancement calls on the native grid (1 enhancing lesion voxels, 2 foci outside lesions); None where not assessed
+    enhancement_map: Volume | None = None
 
 
 class Analyzer:
@@ -157,7 +161,7 @@ class Analyzer:
         with clock.step("location_s"):
             location = locate(labels, lesions, pre, opts.location)
         with clock.step("enhancement_s"):
-            enhancement = assess_enhancement(pre, labels, lesions)
+            enhancement, enhancement_map = assess_enhancement(pre, labels, lesions)
         with clock.step("volumes_s"):
             volumes = assess_volumes(pre, mask, sum(les.volume_ml for les in lesions))
         spine_results = analyze_spinal_inputs(spinal, out)
@@ -168,7 +172,7 @@ class Analyzer:
         report["volumes"] = volumes.to_dict()
         if spine_results:
             report.add_spine(spine_results, opts.location)
-        result = AnalysisResult(mask, prob, lesions, location, report, pre, out, volumes)
+        result = AnalysisResult(mask, prob, lesions, location, report, pre, out, volumes, enhancement_map)
         if out is not None:
             write_outputs(result, out)
         return result
@@ -239,13 +243,15 @@ def write_outputs(result: AnalysisResult, out: Path) -> None:
     from .volumes.outputs import OUTPUT_FILES as VOLUME_FILES
     from .volumes.outputs import write_volume_outputs
 
-    with output_group(out, ("report.json", *OUTPUT_FILES, *VOLUME_FILES, "report.html")):
+    with output_group(out, ("report.json", *OUTPUT_FILES, *VOLUME_FILES, ENHANCEMENT_MAP, "report.html")):
         save_volume(result.lesion_mask, out / "lesions.nii.gz", dtype=np.uint8)
         if result.probability is not None:
             save_volume(result.probability, out / "lesion_probability.nii.gz", dtype=np.float32)
         write_lesions_csv(out / "lesions.csv", result.lesions)
         if result.volumes is not None:
             write_volume_outputs(result.volumes, out)
+        if result.enhancement_map is not None:
+            save_volume(result.enhancement_map, out / ENHANCEMENT_MAP, dtype=np.uint8)
         write_subject_qc(result, out)  # report.html + qc/*.png, before report.json
         write_report(out / "report.json", result.report)
 

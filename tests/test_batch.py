@@ -291,3 +291,18 @@ def test_cohort_row_states_single_visit_dit():
         (2, 1, 1, "met")
     missing = cohort_row({"enhancement": {"dissemination_in_time": {"assessed": False, "met": None}}})
     assert missing["dit_single_visit"] == "not assessed" and missing["enhancing_lesions"] == ""
+
+
+def test_enhancement_map_lands_in_anat_as_a_bids_dseg(tmp_path):
+    from mslesion.batch.inputs import Job
+    from mslesion.batch.layout import finalize
+
+    staging = tmp_path / "stage"
+    (staging / "qc").mkdir(parents=True)
+    for name in ("lesions.nii.gz", "enhancement.nii.gz", "qc/enhancing_01.png"):
+        (staging / name).write_bytes(b"x" * 7)
+    job = Job("01", None, {"flair": tmp_path / "f.nii.gz"})
+    report = finalize(tmp_path / "deriv", job, staging, {"lesion_count": 0}, {})
+    outputs = json.loads(report.read_text())["batch"]["outputs"]
+    assert "anat/sub-01_desc-enhancement_dseg.nii.gz" in outputs
+    assert "figures/qc/sub-01_enhancing_01.png" in outputs

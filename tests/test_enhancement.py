@@ -90,3 +90,54 @@ def test_no_enhancement_gives_dit_not_met_and_no_post_gives_not_assessed(phantom
     assert enh.dissemination_in_time(ev, assessed=True)["met"] is False
     missing = enh.dissemination_in_time([], assessed=False)
     assert missing["met"] is None and "not assessed" in missing["statement"]
+
+
+def test_ring_on_the_lesion_edge_is_found_even_where_the_flair_edge_stops_short(phantom):
+    """A ring-enhancing lesion: the enhancing rim is its edge, here 0-1.5 mm outside the FLAIR lesion mask."""
+    centre = (40, 40, 20)
+    g = np.indices(SHAPE, dtype=np.float32)
+    dist = np.sqrt(sum((gi - c) ** 2 for gi, c in zip(g, centre)))
+    ring_lesion = dist <= 5.0
+    flair = phantom["flair"].copy()
+    flair[ring_lesion] = 2.0
+    post = phantom["post"].copy()
+    post[(dist > 5.0) & (dist <= 6.5)] += 1.0
+    ph = dict(phantom, flair=flair, post=post, lesions=phantom["lesions"] | ring_lesion)
+    _, _, ev, foci, by_y = _run(ph)
+    ring = by_y[40]
+    assert ring.enhancing and ring.enhancing_mm3 >= 100
+    assert len(foci) == 1                                # the rim is part of the lesion, not a focus of its own
+    # without the rim the ring lies wholly outside the FLAIR lesion: the rule would miss it
+    _, _, _, _, strict = _run(ph, enh.EnhancementRules(lesion_rim_mm=0.0))
+    assert not strict[40].enhancing
+
+
+def test_short_thick_vessel_in_white_matter_is_not_called_but_a_5mm_nodule_is(phantom):
+    """A 10 mm long, 4 mm thick vessel segment (elongation ~2.5) is rejected; a 5 mm ball near it is not."""
+    post = phantom["post"].copy()
+    segment = (40, 40, 60)
+    post[35:45, 38:42, 58:62] += 1.0
+    nodule = (40, 40, 22)
+    post[_ball(nodule, 2.5)] += 1.0
+    _, _, _, foci, _ = _run(dict(phantom, post=post))
+    centres = [np.array(f.centroid_vox) for f in foci]
+    assert not any(np.linalg.norm(c - segment) < 4 for c in centres)
+    assert any(np.linalg.norm(c - nodule) < 1.5 for c in centres)
+    assert any(np.linalg.norm(c - phantom["focus"]) < 1.5 for c in centres)
+    # with the session-14 elongation limit (3) the segment passed as a focus: the test sees the difference
+    _, _, _, loose, _ = _run(dict(phantom, post=post), enh.EnhancementRules(vessel_elongation=3.0))
+    assert any(np.linalg.norm(np.array(f.centroid_vox) - segment) < 4 for f in loose)
+
+
+def test_enhancement_map_marks_the_enhancing_lesion_and_the_focus(phantom):
+    from scipy import ndimage
+
+    rules = enh.EnhancementRules()
+    refs, sub, ev, foci, _ = _run(phantom)
+    normal = enh.normal_enhancement(phantom["brain"], refs.csf, (1.0, 1.0, 1.0), rules)
+    labels, _ = ndimage.label(phantom["lesions"])
+    emap = enh.enhancement_map(labels, ev, sub, normal, foci, rules)
+    lesion_part, focus_part = np.argwhere(emap == 1), np.argwhere(emap == 2)
+    assert np.linalg.norm(lesion_part.mean(0) - (40, 22, 40)) < 1.5       # the enhancing lesion only
+    assert np.linalg.norm(focus_part.mean(0) - phantom["focus"]) < 1.5
+    assert not emap[_ball((40, 58, 40), 5)].any()                          # nothing at the non-enhancing lesion

@@ -147,6 +147,20 @@ def test_analyze_with_post_contrast_t1_reports_enhancement_and_dit(tmp_path):
     page = (tmp_path / "out" / "report.html").read_text()
     assert "Enhancement and dissemination in time" in page
     assert 'data-key="enhancement.enhancing_lesions" data-value="1"' in page
+    # the gallery: one post / pre / FLAIR picture per enhancing call, embedded in the enhancement section
+    pictures = sorted((tmp_path / "out" / "qc").glob("enhancing_*.png"))
+    calls = 1 + len(enh["enhancing_foci_outside_lesions"])
+    assert len(pictures) == calls and pictures[0].name == "enhancing_01.png"
+    section = page.split("Enhancement and dissemination in time")[1].split("<h2>")[0]
+    assert 'id="enhancement-gallery"' in section and section.count("data:image/png;base64,") == calls
+    assert "lesion #" in section
+    # the enhancement map (BIDS: desc-enhancement_dseg): 1 at the enhancing lesion, on the FLAIR grid
+    import nibabel as nib
+
+    emap = nib.load(tmp_path / "out" / "enhancement.nii.gz")
+    assert emap.shape == ph.flair.shape and np.allclose(emap.affine, ph.flair.affine)
+    hit = np.argwhere(np.asarray(emap.dataobj) == 1)
+    assert len(hit) and np.linalg.norm(hit.mean(0) - (32, 40, 24)) < 3
     # the same subject without the post-contrast scan: DIT from this scan is not assessed, never "no"
     res2 = Analyzer(opts).run({"flair": paths["flair"], "t1": paths["t1"]})
     dit = res2.report["enhancement"]["dissemination_in_time"]

@@ -3,6 +3,8 @@
     DERIV/dataset_description.json
     DERIV/sub-X/[ses-Y/]anat/sub-X[_ses-Y]_desc-lesions_{mask.nii.gz,probseg.nii.gz,lesions.csv,report.json}
     DERIV/sub-X/[ses-Y/]anat/sub-X[_ses-Y]_desc-tissue_{dseg.nii.gz,dseg.tsv,volumes.csv}
+    DERIV/sub-X/[ses-Y/]anat/sub-X[_ses-Y]_desc-enhancement_dseg.nii.gz   (with a post-contrast T1: 1 enhancing
+        lesion voxels, 2 enhancing foci outside lesions)
     DERIV/sub-X/[ses-Y/]figures/...          PNGs / HTML written by the pipeline
     DERIV/sub-X/[ses-Y/]log/sub-X[_ses-Y]_desc-mslesion_log.txt
     DERIV/cohort.csv, DERIV/failures.csv
@@ -38,6 +40,7 @@ CORE_OUTPUTS = {
     "volumes.csv": "desc-tissue_volumes.csv",
     "tissue_dseg.nii.gz": "desc-tissue_dseg.nii.gz",
     "tissue_dseg.tsv": "desc-tissue_dseg.tsv",
+    "enhancement.nii.gz": "desc-enhancement_dseg.nii.gz",
 }
 REPORT_SUFFIX = "desc-lesions_report.json"
 LOG_SUFFIX = "desc-mslesion_log.txt"

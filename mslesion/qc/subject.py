@@ -129,6 +129,25 @@ def brain_mask_figure(image: Volume, brain: Volume, box: tuple[np.ndarray, np.nd
     return "Brain mask outline (cyan) on axial FLAIR slices", save_png(img, qc / "brain_mask.png")
 
 
+def enhancement_gallery(result: SubjectOutputs, report: Report, labels: Volume, lut: np.ndarray, qc: Path,
+                        convention: str) -> list[tuple[str, str]]:
+    """The page's sections, the enhancement section followed by its gallery (qc/enhancing_NN.png) where assessed."""
+    from .enhancement import gallery_html, write_enhancement_gallery
+
+    sections = subject_sections(report)
+    enh = report.enhancement or {}
+    images = getattr(result.preprocessed, "images", None) or {}
+    assessed = bool(enh.get("enhancement_assessed"))
+    pictures = write_enhancement_gallery(images if assessed else {}, result.preprocessed.brain_mask, labels, lut,
+                                         list(result.lesions), enh, qc, convention)
+    if not assessed:
+        return sections
+    total = (sum(les.extra.get("enhancing") == "yes" for les in result.lesions)
+             + len(enh.get("enhancing_foci_outside_lesions") or []))
+    return [(head, html + gallery_html(pictures, total) if head.startswith("Enhancement") else html)
+            for head, html in sections]
+
+
 def write_subject_qc(result: SubjectOutputs, out_dir: Path, convention: str = "radiological") -> Path:
     """Write DIR/qc/*.png and DIR/report.html for one analysis; returns the HTML path.
 
@@ -199,9 +218,10 @@ def write_subject_qc(result: SubjectOutputs, out_dir: Path, convention: str = "r
     flair_input = report.inputs.get("flair")
     flair = flair_input.path if flair_input is not None else None
     title = f"mslesion report: {name}" + (f" ({Path(flair).name})" if flair else "")
+    sections = enhancement_gallery(result, report, labels, lut, qc, convention)
     html = write_report_html(out_dir, title, None, [l.row() for l in lesions], images,
                              legend=legend, note=note, gallery=gallery, table_links={"id": "#lesion-{id}"},
-                             key_figures=key_figures(report), sections=subject_sections(report),
+                             key_figures=key_figures(report), sections=sections,
                              table_title="Lesions")
     seconds = time.perf_counter() - t0
     timings = result.report.timings_s if isinstance(result.report, Report) else result.report.get("timings_s")
