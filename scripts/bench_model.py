@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     tm.add_argument("--fp32", action="store_true", help="no mixed precision (bf16 autocast on CPUs with native bf16)")
     tm.add_argument("--case", type=Path, default=Path(".devdata/train_v3/ljubljana_patient07.npz"))
     pr = sub.add_parser("precision", help="fp32 vs mixed precision: mask agreement and in-sample scores")
-    pr.add_argument("--model", type=Path, default=Path("models/mslesion-flair-v2"))
+    pr.add_argument("--model", type=Path, default=Path("models/mslesion-flair-v3"))
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--threads", type=int, default=2)
     pr.add_argument("--train-data", type=Path, default=Path(".devdata/train_v3"))

@@ -216,9 +216,9 @@ def test_missing_model_json_raises(tmp_path):
 
 def test_auto_picks_multi_contrast_model_when_t1_given(tmp_path, monkeypatch):
     monkeypatch.setenv("MSLESION_MODELS", str(tmp_path))
-    make_model_folder(tmp_path / "mslesion-flair-v2", ("flair",), "mslesion-flair-v2")
+    make_model_folder(tmp_path / "mslesion-flair-v3", ("flair",), "mslesion-flair-v3")
     make_model_folder(tmp_path / "mslesion-flair-t1-t2-v1", ("flair", "t1", "t2"), "mslesion-flair-t1-t2-v1")
-    assert resolve_model_folder("auto", {"flair"}).name == "mslesion-flair-v2"
+    assert resolve_model_folder("auto", {"flair"}).name == "mslesion-flair-v3"
     assert resolve_model_folder("auto", {"flair", "t1"}).name == "mslesion-flair-t1-t2-v1"
     seg = load_model_segmenter("auto", {"flair", "t1"}, "cpu")
     assert seg.model_id == "mslesion-flair-t1-t2-v1" and seg.kind == "trained"
@@ -227,7 +227,7 @@ def test_auto_picks_multi_contrast_model_when_t1_given(tmp_path, monkeypatch):
         load_model_segmenter("mslesion-flair-t1-t2-v1", {"flair"}, "cpu")
     meta = json.loads((tmp_path / "mslesion-flair-t1-t2-v1" / "model.json").read_text())
     (tmp_path / "mslesion-flair-t1-t2-v1" / "model.json").write_text(json.dumps({**meta, "auto_select": False}))
-    assert resolve_model_folder("auto", {"flair", "t1"}).name == "mslesion-flair-v2"
+    assert resolve_model_folder("auto", {"flair", "t1"}).name == "mslesion-flair-v3"
 
 
 def test_predict_on_phantom_grid_and_mask(tmp_path):
@@ -510,7 +510,7 @@ def test_model_json_min_peak_is_read_and_checked(tmp_path):
     from mslesion.errors import ModelError
     from mslesion.model.store import models_root, read_spec
 
-    src = models_root() / "mslesion-flair-v2"
+    src = models_root() / "mslesion-flair-v3"
     assert read_spec(src).min_peak == 0.9  # chosen on held-out scans, see its model card
     dest = tmp_path / "m"
     dest.mkdir()

@@ -36,7 +36,7 @@ class Preprocessed(Protocol):
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FLAIR_MODEL = "mslesion-flair-v2"
+DEFAULT_FLAIR_MODEL = "mslesion-flair-v3"
 DEFAULT_MULTI_MODEL = "mslesion-flair-t1-t2-v1"
 
 
