@@ -27,12 +27,11 @@ from ..errors import InputError
 from ..inputs import load_inputs, prepare_out_dir
 from ..io import load_volume
 from ..lesions import Lesion
-from ..location import locate
-from ..pipeline import AnalyzeOptions
+from ..pipeline import AnalyzeOptions, Analyzer
 from ..preprocess import Preprocessed, preprocess
 from ..preprocess.normalize import robust_zscore
 from ..preprocess.resample import isotropic_grid, resample_like, resample_to_grid
-from ..segment import Segmenter, load_segmenter
+from ..segment import Segmenter
 from ..volume import Volume, bounding_box
 from .change import ChangeMaps, ChangeOptions, detect_changes
 from .outputs import write_compare_outputs
@@ -104,12 +103,13 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     back = np.linalg.inv(transform)  # follow-up world -> baseline world
     mask1 = resample_moving(pre0.brain_mask.with_data(pre0.brain_mask.data.astype(np.float32)), pre1.flair, back, 1)
     pre1 = _with_brain(pre1, mask1.data >= 0.5)
-    seg = segmenter or load_segmenter(aopts.model, contrasts=set(vols0), device=aopts.device, tta=aopts.tta,
-                                      amp=not aopts.fp32)
-    threshold = aopts.threshold if aopts.threshold is not None else seg.threshold
+    # the Analyzer's steps: segmenter, threshold, segmentation and location as ``analyze`` does them
+    analyzer = Analyzer(aopts, segmenter=segmenter, contrasts=set(vols0))
+    seg = analyzer.segmenter_for(set(vols0))
+    threshold = analyzer.threshold_for(seg)
     t0 = time.perf_counter()
-    prob0 = seg.predict(pre0)
-    prob1 = seg.predict(pre1)
+    prob0 = analyzer.segment(pre0, seg)
+    prob1 = analyzer.segment(pre1, seg)
     timings["segment_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     from ..volumes.outputs import compare_volumes  # issue 18 (brain volumes)
@@ -132,7 +132,7 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     kinds1 = _as_uint8(resample_moving(kinds_work, pre1.native, back))
     t0 = time.perf_counter()
     labels0, lesions = _lesions_on_grid(comps0, changes)
-    location = locate(labels0, lesions, pre0, aopts.location)
+    location = analyzer.locate(labels0, lesions, pre0)
     timings["location_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     report = CompareReport.build(vols0, vols1, seg, threshold, changes, lesions, location, transform, timings,
