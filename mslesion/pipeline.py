@@ -102,12 +102,18 @@ class AnalysisResult:
 
 
 class Analyzer:
-    """Holds a loaded segmenter; call :meth:`run` for each subject."""
+    """Holds a loaded segmenter; call :meth:`run` for each subject.
+
+    The segmenter for the last contrasts seen is held here; a subject with other contrasts asks
+    :func:`~mslesion.segment.load_segmenter` again, whose trained models come from the one model
+    cache of the process (:func:`mslesion.model.load_model_segmenter`): a model is loaded once per
+    process and predicts for every subject.
+    """
 
     def __init__(self, options: AnalyzeOptions | None = None, segmenter: Segmenter | None = None,
                  contrasts: set[str] | None = None) -> None:
         self.options = options or AnalyzeOptions()
-        self._segmenters: dict[frozenset[str], Segmenter] = {}
+        self._held: tuple[frozenset[str], Segmenter] | None = None
         if segmenter is not None:
             self._fixed: Segmenter | None = segmenter
         else:
@@ -115,14 +121,15 @@ class Analyzer:
             self.segmenter_for(contrasts or {"flair"})
 
     def segmenter_for(self, contrasts: set[str]) -> Segmenter:
+        """The segmenter for ``contrasts`` (the one given, else loaded through the model cache)."""
         if self._fixed is not None:
             return self._fixed
         key = frozenset(contrasts)
-        if key not in self._segmenters:
-            self._segmenters[key] = load_segmenter(self.options.model, contrasts=set(contrasts),
-                                                   device=self.options.device, tta=self.options.tta,
-                                                   amp=not self.options.fp32)
-        return self._segmenters[key]
+        if self._held is None or self._held[0] != key:
+            self._held = (key, load_segmenter(self.options.model, contrasts=set(contrasts),
+                                              device=self.options.device, tta=self.options.tta,
+                                              amp=not self.options.fp32))
+        return self._held[1]
 
     # the steps of :meth:`run`, also used by ``mslesion compare`` (:func:`mslesion.longitudinal.compare_scans`)
 

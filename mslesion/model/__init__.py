@@ -128,6 +128,9 @@ def resolve_model_folder(model: str, contrasts: set[str]) -> Path:
     raise ModelError(root / model, f"no model '{model}' (neither models/{model}/ nor a folder)")
 
 
+#: the one model cache of the process: (model folder, device, tta, amp) -> loaded segmenter.  Every
+#: load goes through it (the Analyzer, compare, batch workers, scripts), so a model's weights are read
+#: once per process however many Analyzers use it.
 _CACHE: dict[tuple[str, str, bool | None, bool | None], ModelSegmenter] = {}
 
 
