@@ -114,8 +114,8 @@ def subtraction_z(pre: np.ndarray, post: np.ndarray, reference: np.ndarray, bins
         centres.append(float(np.median(x[sel])))
         medians.append(med)
         spreads.append(_MAD_TO_SD * float(np.median(np.abs(y[sel] - med))))
-    medians = np.maximum.accumulate(np.asarray(medians))  # monotone: brighter before, brighter after
-    predicted = np.interp(pre, centres, medians)
+    monotone = np.maximum.accumulate(np.asarray(medians))  # monotone: brighter before, brighter after
+    predicted = np.interp(pre, centres, monotone)
     spread = np.interp(pre, centres, np.maximum(np.asarray(spreads), 1e-6))
     grad = np.sqrt(sum(g ** 2 for g in np.gradient(post.astype(np.float32), *zooms)))
     spread = np.sqrt(spread ** 2 + (misregistration_mm * grad) ** 2)

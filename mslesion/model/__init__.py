@@ -108,7 +108,7 @@ class ModelSegmenter:
             brain = np.ones(brain.shape, bool)
         box = bounding_box(brain, self.margin)
         prob = np.zeros(pre.flair.shape, np.float32)
-        prob[box] = predict_windows(self.net, image[(slice(None), *box)], self.window_settings())
+        prob[box] = predict_windows(self.net, image[(slice(None),) + tuple(box)], self.window_settings())
         keep = ndimage.binary_dilation(brain, iterations=2)
         prob[~keep] = 0.0
         log.info("model %s predicted %s in %.1f s", self.model_id, pre.flair.shape, time.perf_counter() - t0)

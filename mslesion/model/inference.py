@@ -134,7 +134,7 @@ def padded_input(image: np.ndarray, window: tuple[int, ...]) -> np.ndarray:
     spatial = image.shape[1:]
     padded = tuple(max(s, w) for s, w in zip(spatial, window))
     x = np.zeros((image.shape[0], *padded), np.float32)
-    x[(slice(None), *(slice(0, s) for s in spatial))] = image
+    x[(slice(None),) + tuple(slice(0, s) for s in spatial)] = image
     return x
 
 
@@ -211,7 +211,7 @@ def predict_windows(net: nn.Module, image: np.ndarray, settings: WindowSettings)
     blend = _GaussianBlend(tuple(xt.shape[1:]), win, device)
     for i in range(0, len(slices), settings.batch_size):
         chunk = slices[i:i + settings.batch_size]
-        batch = torch.stack([xt[(slice(None), *s)] for s in chunk])
+        batch = torch.stack([xt[(slice(None),) + s] for s in chunk])
         for s, p in zip(chunk, predict(batch, win)):
             blend.add(s, p)
     return blend.result(spatial)
