@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("after", type=Path)
     p.add_argument("--before-repo", type=Path, help="run analyze with this checkout into BEFORE first")
     p.add_argument("--after-repo", type=Path, help="run analyze with this checkout into AFTER first")
-    p.add_argument("--command", default="analyze", choices=("analyze", "compare"),
+    p.add_argument("--command", default="analyze", choices=("analyze", "compare", "spine"),
                    help="the mslesion command the repos run (default: analyze)")
     a = p.parse_args(argv)
     args = [str(Path(x).resolve()) if Path(x).exists() else x for x in analyze_args]
