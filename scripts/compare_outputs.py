@@ -26,7 +26,7 @@ import nibabel as nib
 import numpy as np
 
 #: keys whose values legitimately differ between two runs
-IGNORED_KEYS = {"timings_s", "out_dir"}
+IGNORED_KEYS = {"timings_s", "out_dir", "seconds"}  # seconds: volumes.seconds (issue 18), a timing
 REPORTS = ("report.json", "compare_report.json")
 TEXT_FILES = ("lesions.csv", "cord_lesions.csv", "changes.csv")
 MASKS = ("lesions.nii.gz", "cord.nii.gz", "cord_lesions.nii.gz", "new_enlarging_baseline.nii.gz",
