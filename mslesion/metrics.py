@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,7 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, voxel_ml: float, connectivit
     f1 = 0.0 if sens + prec == 0 else 2 * sens * prec / (sens + prec)
     rv = float(ref.astype(bool).sum()) * voxel_ml
     pv = float(pred.astype(bool).sum()) * voxel_ml
-    by_size = {}
+    by_size: dict[str, Any] = {}
     for name, counts in detection_by_size(pred, ref, voxel_ml, connectivity).items():
         n = int(counts["ref_lesions"])
         by_size.update({f"ref_lesions_{name}": n, f"detected_{name}": int(counts["detected"]),

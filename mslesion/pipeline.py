@@ -106,12 +106,18 @@ class AnalysisResult:
 
 
 class Analyzer:
-    """Holds a loaded segmenter; call :meth:`run` for each subject."""
+    """Holds a loaded segmenter; call :meth:`run` for each subject.
+
+    The segmenter for the last contrasts seen is held here; a subject with other contrasts asks
+    :func:`~mslesion.segment.load_segmenter` again, whose trained models come from the one model
+    cache of the process (:func:`mslesion.model.load_model_segmenter`): a model is loaded once per
+    process and predicts for every subject.
+    """
 
     def __init__(self, options: AnalyzeOptions | None = None, segmenter: Segmenter | None = None,
                  contrasts: set[str] | None = None) -> None:
         self.options = options or AnalyzeOptions()
-        self._segmenters: dict[frozenset[str], Segmenter] = {}
+        self._held: tuple[frozenset[str], Segmenter] | None = None
         if segmenter is not None:
             self._fixed: Segmenter | None = segmenter
         else:
@@ -119,14 +125,36 @@ class Analyzer:
             self.segmenter_for(contrasts or {"flair"})
 
     def segmenter_for(self, contrasts: set[str]) -> Segmenter:
+        """The segmenter for ``contrasts`` (the one given, else loaded through the model cache)."""
         if self._fixed is not None:
             return self._fixed
         key = frozenset(contrasts)
-        if key not in self._segmenters:
-            self._segmenters[key] = load_segmenter(self.options.model, contrasts=set(contrasts),
-                                                   device=self.options.device, tta=self.options.tta,
-                                                   amp=not self.options.fp32)
-        return self._segmenters[key]
+        if self._held is None or self._held[0] != key:
+            self._held = (key, load_segmenter(self.options.model, contrasts=set(contrasts),
+                                              device=self.options.device, tta=self.options.tta,
+                                              amp=not self.options.fp32))
+        return self._held[1]
+
+    # the steps of :meth:`run`, also used by ``mslesion compare`` (:func:`mslesion.longitudinal.compare_scans`)
+
+    def segment(self, pre: Preprocessed, seg: Segmenter | None = None) -> Volume:
+        """Lesion probability on ``pre``'s working grid (``seg``: default, the segmenter for ``pre``'s contrasts)."""
+        return (seg or self.segmenter_for(set(pre.images))).predict(pre)
+
+    def threshold_for(self, seg: Segmenter) -> float:
+        """The probability threshold in force: the option where set, else the model's."""
+        return self.options.threshold if self.options.threshold is not None else seg.threshold
+
+    def lesion_mask(self, prob: Volume, seg: Segmenter) -> Volume:
+        """The binary lesion mask (uint8) of a probability map: threshold, minimum size, minimum peak."""
+        opts = self.options
+        min_vox = max(1, int(round(opts.min_lesion_mm3 / (prob.voxel_volume_ml * 1000.0))))
+        return prob.with_data(binarize(prob.data, self.threshold_for(seg), min_vox,
+                                       opts.min_peak_for(seg) or 0.0).astype(np.uint8))
+
+    def locate(self, labels: np.ndarray, lesions: list[Lesion], pre: Preprocessed) -> LocationResult:
+        """McDonald regions of the lesions and the dissemination-in-space verdict."""
+        return locate(labels, lesions, pre, self.options.location)
 
     def run(self, inputs: dict[str, str | Path | None], out_dir: str | Path | None = None,
             spine: Sequence[tuple[str | Path, str]] = ()) -> AnalysisResult:
@@ -151,15 +179,14 @@ class Analyzer:
             pre = preprocess(vols, pre_opts)
         seg = self.segmenter_for(set(vols))
         with clock.step("segment_s"):
-            prob_work = seg.predict(pre)
-        threshold = opts.threshold if opts.threshold is not None else seg.threshold
+            prob_work = self.segment(pre, seg)
+        threshold = self.threshold_for(seg)
         prob = pre.to_native(prob_work, order=1)
         prob = prob.with_data(np.clip(prob.data, 0.0, 1.0).astype(np.float32))
-        min_vox = max(1, int(round(opts.min_lesion_mm3 / (prob.voxel_volume_ml * 1000.0))))
-        mask = prob.with_data(binarize(prob.data, threshold, min_vox, opts.min_peak_for(seg) or 0.0).astype(np.uint8))
+        mask = self.lesion_mask(prob, seg)
         labels, lesions = find_lesions(mask)
         with clock.step("location_s"):
-            location = locate(labels, lesions, pre, opts.location)
+            location = self.locate(labels, lesions, pre)
         with clock.step("enhancement_s"):
             enhancement, enhancement_map = assess_enhancement(pre, labels, lesions)
         with clock.step("volumes_s"):

@@ -13,7 +13,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Protocol, Sequence, TypeVar
 
 from .atomic import write_json, write_text
 from .lesions import BASE_COLUMNS, Lesion
@@ -29,18 +29,34 @@ class SegmenterInfo(Protocol):
     def kind(self) -> str: ...
 
 
+_S = TypeVar("_S", bound="Section")
+
+
 class Section:
     """A dataclass that serialises to a JSON object and reads like one (``s["key"]``, ``s.get``)."""
 
     #: fields left out of :meth:`to_dict` while they are None (sections a report may not have)
     OPTIONAL: ClassVar[tuple[str, ...]] = ()
+    #: read from a report.json that lacked some fields (an older shape): the fields it had; the
+    #: others read as missing (``"key" in s`` is False, ``s["key"]`` raises KeyError) and are not written
+    _given: frozenset[str] | None = None
 
     def _present(self) -> Iterator[str]:
         for f in fields(self):  # type: ignore[arg-type]
             if f.name == "sections":
                 yield from getattr(self, "sections")
+            elif self._given is not None and f.name not in self._given:
+                continue
             elif not (f.name in self.OPTIONAL and getattr(self, f.name) is None):
                 yield f.name
+
+    def _read_from(self: _S, keys: Iterator[str] | Mapping[str, Any]) -> _S:
+        """Note which fields a report.json gave (only where some are missing); returns self."""
+        names = {f.name for f in fields(self)}  # type: ignore[arg-type]
+        given = frozenset(keys) & names
+        if given != names:
+            self._given = given
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object (nested sections, lesions and tuples made plain)."""
@@ -49,6 +65,8 @@ class Section:
     def __getitem__(self, key: str) -> Any:
         if key in (f.name for f in fields(self)) and key != "sections":  # type: ignore[arg-type]
             if key in self.OPTIONAL and getattr(self, key) is None:
+                raise KeyError(key)
+            if self._given is not None and key not in self._given:
                 raise KeyError(key)
             return getattr(self, key)
         extra = getattr(self, "sections", None)
@@ -103,8 +121,12 @@ class RegionCount(Section):
     volume_ml: float = 0.0
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "RegionCount":
-        return cls(count=d.get("count", 0), volume_ml=d.get("volume_ml", 0.0))
+    def from_dict(cls, d: Mapping[str, Any] | int) -> "RegionCount":
+        """From a report.json region (an older report may give a bare count, or no volume)."""
+        if not isinstance(d, Mapping):
+            return cls(count=d)._read_from(iter(("count",)))
+        return cls(count=d.get("count", 0), volume_ml=d.get("volume_ml", 0.0))._read_from(d)
+
 
 
 @dataclass
@@ -134,7 +156,7 @@ class DisVerdict(Section):
             return d
         if not isinstance(d, Mapping) or "met" not in d:
             return None
-        return cls.of(d)
+        return cls.of(d)._read_from(d)
 
 
 @dataclass
@@ -280,8 +302,7 @@ class Report(Section):
         regions = d.get("regions") or {}
         return cls(
             lesion_count=d.get("lesion_count"), total_volume_ml=d.get("total_volume_ml"),
-            regions={k: RegionCount.from_dict(v) if isinstance(v, Mapping) else RegionCount(count=v)
-                     for k, v in regions.items()},
+            regions={k: RegionCount.from_dict(v) for k, v in regions.items()},
             mcdonald_dis=DisVerdict.from_dict(d.get("mcdonald_dis")),
             inputs={k: InputInfo.from_dict(v) for k, v in (d.get("inputs") or {}).items()},
             model=ModelInfo.from_dict(d.get("model") or {}),

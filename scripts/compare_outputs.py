@@ -1,14 +1,18 @@
-"""Run ``mslesion analyze`` with two checkouts (or take two finished output folders) and diff the outputs.
+"""Run ``mslesion analyze`` (or ``compare``) with two checkouts (or take two finished output folders) and diff.
 
     # diff two finished output folders
     python scripts/compare_outputs.py BEFORE_DIR AFTER_DIR
     # run analyze with each checkout's code first, then diff
     python scripts/compare_outputs.py /tmp/before /tmp/after --before-repo /work/main --after-repo . \
         -- --flair data_samples/demo/flair.nii.gz --t1 data_samples/demo/t1.nii.gz
+    # the same for ``mslesion compare``
+    python scripts/compare_outputs.py /tmp/before /tmp/after --command compare --after-repo . \
+        -- --baseline-flair A.nii.gz --followup-flair B.nii.gz
 
-Compared: every report.json (the subject's and each spine/<n>/'s) key by key, with the
-timings and the output-folder paths left out; lesions.csv and cord_lesions.csv text; the
-lesion and cord masks voxel by voxel.  Exit status 0: identical, 1: differences (listed).
+Compared: every report.json (the subject's and each spine/<n>/'s) and compare_report.json key
+by key, with the timings and the output-folder paths left out; lesions.csv, cord_lesions.csv
+and changes.csv text; the lesion, cord and change masks voxel by voxel.  Exit status 0:
+identical, 1: differences (listed).
 """
 from __future__ import annotations
 
@@ -22,15 +26,18 @@ import nibabel as nib
 import numpy as np
 
 #: keys whose values legitimately differ between two runs
-IGNORED_KEYS = {"timings_s", "out_dir"}
-TEXT_FILES = ("lesions.csv", "cord_lesions.csv")
-MASKS = ("lesions.nii.gz", "cord.nii.gz", "cord_lesions.nii.gz")
+IGNORED_KEYS = {"timings_s", "out_dir", "seconds"}  # seconds: volumes.seconds (issue 18), a timing
+REPORTS = ("report.json", "compare_report.json")
+TEXT_FILES = ("lesions.csv", "cord_lesions.csv", "changes.csv")
+MASKS = ("lesions.nii.gz", "cord.nii.gz", "cord_lesions.nii.gz", "new_enlarging_baseline.nii.gz",
+         "new_enlarging_followup.nii.gz", "changes_baseline.nii.gz", "changes_followup.nii.gz",
+         "change_labels_baseline.nii.gz")
 
 
-def run_analyze(repo: Path, out: Path, args: list[str]) -> None:
-    """``mslesion analyze ARGS --out OUT`` with the code of ``repo`` (imported from its root)."""
+def run_analyze(repo: Path, out: Path, args: list[str], command: str = "analyze") -> None:
+    """``mslesion COMMAND ARGS --out OUT`` with the code of ``repo`` (imported from its root)."""
     code = "import sys; from mslesion.cli import entry_point; sys.exit(entry_point())"
-    cmd = [sys.executable, "-c", code, "analyze", *args, "--out", str(out)]
+    cmd = [sys.executable, "-c", code, command, *args, "--out", str(out)]
     print("running:", " ".join(cmd), f"(in {repo})", flush=True)
     subprocess.run(cmd, cwd=repo, check=True)
 
@@ -62,7 +69,7 @@ def diff_json(a: object, b: object, where: str = "") -> list[str]:
 def compare_dirs(before: Path, after: Path) -> list[str]:
     """All differences between two analyze output folders (recursing into spine/<n>/)."""
     diffs: list[str] = []
-    for rep in sorted(before.rglob("report.json")):
+    for rep in sorted(r for name in REPORTS for r in before.rglob(name)):
         rel = rep.relative_to(before)
         other = after / rel
         if not other.is_file():
@@ -95,16 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("after", type=Path)
     p.add_argument("--before-repo", type=Path, help="run analyze with this checkout into BEFORE first")
     p.add_argument("--after-repo", type=Path, help="run analyze with this checkout into AFTER first")
+    p.add_argument("--command", default="analyze", choices=("analyze", "compare", "spine"),
+                   help="the mslesion command the repos run (default: analyze)")
     a = p.parse_args(argv)
     args = [str(Path(x).resolve()) if Path(x).exists() else x for x in analyze_args]
     for repo, out in ((a.before_repo, a.before), (a.after_repo, a.after)):
         if repo is not None:
-            run_analyze(repo.resolve(), out.resolve(), args)
+            run_analyze(repo.resolve(), out.resolve(), args, a.command)
     diffs = compare_dirs(a.before, a.after)
     for d in diffs:
         print(d)
-    n = len(list(a.before.rglob("report.json")))
-    print(f"{'IDENTICAL' if not diffs else f'{len(diffs)} DIFFERENCE(S)'} ({n} report.json compared)")
+    n = sum(len(list(a.before.rglob(name))) for name in REPORTS)
+    print(f"{'IDENTICAL' if not diffs else f'{len(diffs)} DIFFERENCE(S)'} ({n} report file(s) compared)")
     return 1 if diffs else 0
 
 

@@ -306,3 +306,21 @@ def test_enhancement_map_lands_in_anat_as_a_bids_dseg(tmp_path):
     outputs = json.loads(report.read_text())["batch"]["outputs"]
     assert "anat/sub-01_desc-enhancement_dseg.nii.gz" in outputs
     assert "figures/qc/sub-01_enhancing_01.png" in outputs
+
+
+def test_cohort_row_reads_older_report_shapes_through_the_typed_report() -> None:
+    """Bare region counts, regions without volume and verdicts lacking fields give no invented columns."""
+    from mslesion.batch.tables import cohort_row
+    from mslesion.report import Report
+
+    old = {"lesion_count": 2, "regions": {"periventricular": 2, "juxtacortical": {"count": 0}},
+           "mcdonald_dis": {"met": True, "areas_involved": ["periventricular", "juxtacortical"]},
+           "batch": {"subject": "02"}}
+    row = cohort_row(old)
+    assert row["periventricular_count"] == 2 and row["juxtacortical_count"] == 0
+    assert "periventricular_volume_ml" not in row and "juxtacortical_volume_ml" not in row
+    assert row["dis_met"] is True and row["dis_areas_involved"] == "periventricular;juxtacortical"
+    assert not {"dis_min_areas", "dis_areas_not_assessed", "dis_lesion_size_rule"} & set(row)
+    assert row["model_id"] is None and row["total_volume_ml"] is None and row["session"] == ""
+    assert cohort_row(Report.from_dict(old)) == row
+    assert Report.from_dict(old).to_dict()["mcdonald_dis"] == old["mcdonald_dis"]

@@ -20,7 +20,9 @@ from .factories import make_phantom, save
 from .test_spine import cord_phantom
 
 ROOT = Path(__file__).resolve().parents[1]
-SHALLOW = ("model.validation", "model.inference", "enhancement.rules")
+SHALLOW = ("model.validation", "model.inference", "enhancement.rules",
+           # compare_report.json: the change options, evidence levels and brain-volume change (their own content)
+           "settings.change", "settings.evidence_levels", "volume_change")
 
 
 def key_paths(value: object, prefix: str = "") -> list[str]:
@@ -206,6 +208,104 @@ def test_extra_sections_follow_the_others():
     rep["lesion_count"] = 3  # dict-style writes: a field, or a further section
     rep["other"] = [1]
     assert rep.lesion_count == 3 and list(rep.to_dict())[-2:] == ["volumes", "other"]
+
+
+# compare_report.json of a shifted phantom pair (baseline model, given brain mask), pinned from the
+# code before it became the typed CompareReport
+COMPARE = [
+    "changes", "changes.new", "changes.new.count", "changes.new.volume_ml", "changes.enlarging",
+    "changes.enlarging.count", "changes.enlarging.volume_ml", "changes.shrinking", "changes.shrinking.count",
+    "changes.shrinking.volume_ml", "changes.disappearing", "changes.disappearing.count",
+    "changes.disappearing.volume_ml", "new_or_enlarging_count", "new_or_enlarging_volume_ml", "regions_by_change",
+    "regions_by_change.new", "regions_by_change.new.juxtacortical", "regions_by_change.enlarging",
+    "regions_by_change.enlarging.periventricular", "regions_by_change.disappearing",
+    "regions_by_change.disappearing.periventricular", "regions", "regions.periventricular",
+    "regions.periventricular.count", "regions.periventricular.volume_ml", "regions.juxtacortical",
+    "regions.juxtacortical.count", "regions.juxtacortical.volume_ml", "regions.infratentorial",
+    "regions.infratentorial.count", "regions.infratentorial.volume_ml", "regions.deep_white_matter",
+    "regions.deep_white_matter.count", "regions.deep_white_matter.volume_ml", "regions.spinal_cord",
+    "regions.spinal_cord.count", "regions.spinal_cord.volume_ml", "new_lesion_evidence",
+    "new_lesion_evidence.new_t2_lesion", "new_lesion_evidence.new_lesions", "new_lesion_evidence.enlarging_lesions",
+    "new_lesion_evidence.dissemination_in_time", "new_lesion_evidence.dissemination_in_time.verdict",
+    "new_lesion_evidence.dissemination_in_time.reason",
+    "new_lesion_evidence.dissemination_in_time.supporting_lesions",
+    "new_lesion_evidence.dissemination_in_time.supporting_lesions[].id",
+    "new_lesion_evidence.dissemination_in_time.supporting_lesions[].change",
+    "new_lesion_evidence.dissemination_in_time.supporting_lesions[].volume_ml",
+    "new_lesion_evidence.dissemination_in_time.supporting_lesions[].region",
+    "new_lesion_evidence.dissemination_in_time.supporting_lesions[].centroid_mm",
+    "new_lesion_evidence.dissemination_in_time.supporting_lesions[].evidence",
+    "new_lesion_evidence.dissemination_in_time.supporting_lesions[].evidence.flair_difference",
+    "new_lesion_evidence.dissemination_in_time.supporting_lesions[].evidence.difference_significance",
+    "new_lesion_evidence.dissemination_in_time.supporting_lesions[].evidence.flair_where_bright",
+    "new_lesion_evidence.dissemination_in_time.supporting_lesions[].evidence.flair_where_normal",
+    "new_lesion_evidence.dissemination_in_time.supporting_lesions[].evidence.support_mm3",
+    "new_lesion_evidence.dissemination_in_time.supporting_lesions[].evidence.resolved_fraction",
+    "new_lesion_evidence.dissemination_in_time.supporting_lesions[].evidence.lesion_probability",
+    "new_lesion_evidence.dissemination_in_time.enlarging_lesions_not_counted",
+    "new_lesion_evidence.dissemination_in_time.enlarging_lesions_not_counted[].id",
+    "new_lesion_evidence.dissemination_in_time.enlarging_lesions_not_counted[].change",
+    "new_lesion_evidence.dissemination_in_time.enlarging_lesions_not_counted[].volume_ml",
+    "new_lesion_evidence.dissemination_in_time.enlarging_lesions_not_counted[].region",
+    "new_lesion_evidence.dissemination_in_time.enlarging_lesions_not_counted[].centroid_mm",
+    "new_lesion_evidence.dissemination_in_time.enlarging_lesions_not_counted[].evidence",
+    "new_lesion_evidence.dissemination_in_time.enlarging_lesions_not_counted[].evidence.flair_difference",
+    "new_lesion_evidence.dissemination_in_time.enlarging_lesions_not_counted[].evidence.difference_significance",
+    "new_lesion_evidence.dissemination_in_time.enlarging_lesions_not_counted[].evidence.flair_where_bright",
+    "new_lesion_evidence.dissemination_in_time.enlarging_lesions_not_counted[].evidence.flair_where_normal",
+    "new_lesion_evidence.dissemination_in_time.enlarging_lesions_not_counted[].evidence.support_mm3",
+    "new_lesion_evidence.dissemination_in_time.enlarging_lesions_not_counted[].evidence.resolved_fraction",
+    "new_lesion_evidence.dissemination_in_time.enlarging_lesions_not_counted[].evidence.lesion_probability",
+    "new_lesion_evidence.dissemination_in_time.rejected_candidates",
+    "new_lesion_evidence.dissemination_in_time.rejected_candidates_total",
+    "new_lesion_evidence.dissemination_in_time.rule", "new_lesion_evidence.meaning", "rejected_candidates",
+    "change_calls", "change_calls[].id", "change_calls[].change", "change_calls[].volume_ml",
+    "change_calls[].region", "change_calls[].centroid_mm", "change_calls[].evidence",
+    "change_calls[].evidence.flair_difference", "change_calls[].evidence.difference_significance",
+    "change_calls[].evidence.flair_where_bright", "change_calls[].evidence.flair_where_normal",
+    "change_calls[].evidence.support_mm3", "change_calls[].evidence.resolved_fraction",
+    "change_calls[].evidence.lesion_probability", "registration", "registration.followup_to_baseline_ras",
+    "registration.rotation_deg", "registration.translation_mm", "inputs", "inputs.baseline_flair",
+    "inputs.baseline_flair.path", "inputs.baseline_flair.sha256", "inputs.baseline_flair.shape",
+    "inputs.baseline_flair.voxel_size_mm", "inputs.followup_flair", "inputs.followup_flair.path",
+    "inputs.followup_flair.sha256", "inputs.followup_flair.shape", "inputs.followup_flair.voxel_size_mm", "model",
+    "model.id", "model.kind", "model.threshold", "settings", "settings.change", "settings.device",
+    "settings.min_lesion_mm3", "settings.noise_sigma", "settings.evidence_levels", "timings_s",
+    "timings_s.preprocess_s", "timings_s.register_s", "timings_s.segment_s", "timings_s.volumes_s",
+    "timings_s.detect_s", "timings_s.location_s", "timings_s.total_s", "mslesion_version", "volume_change",
+    "qc_html"
+]
+
+
+@pytest.mark.slow
+def test_compare_report_keys_and_round_trip(tmp_path):
+    """compare_report.json keeps its keys; CompareReport reads its own json back unchanged."""
+    import numpy as np
+
+    from mslesion.longitudinal import CompareOptions, compare_scans
+    from mslesion.longitudinal.report import CompareReport
+    from mslesion.pipeline import AnalyzeOptions
+    from mslesion.preprocess import PreprocessOptions
+
+    from .test_longitudinal import _pair
+
+    b, f, f1 = _pair()
+    base = save(b.flair, tmp_path / "base.nii.gz")
+    brain = save(b.brain, tmp_path / "brain.nii.gz", dtype=np.uint8)
+    aff = f.flair.affine.copy()
+    aff[:3, 3] += [4.0, -3.0, 2.0]
+    follow = save(f1, tmp_path / "follow.nii.gz", affine=aff)
+    pre = PreprocessOptions(bias_correction=False, skull_strip=False)
+    opts = CompareOptions(analyze=AnalyzeOptions(model="baseline", device="cpu", preprocess=pre), brain_mask=brain)
+    result = compare_scans({"flair": base}, {"flair": follow}, tmp_path / "out", opts)
+    d = json.loads((tmp_path / "out" / "compare_report.json").read_text())
+    assert key_paths(d) == COMPARE
+    assert isinstance(result.report, CompareReport)
+    assert json.loads(json.dumps(result.report.to_dict(), default=float)) == d
+    typed = CompareReport.from_dict(d)
+    assert typed.to_dict() == d and list(typed.to_dict()) == list(d)
+    assert typed.changes["new"].count == d["changes"]["new"]["count"] == result.report["changes"]["new"]["count"]
+    assert typed.new_lesion_evidence.new_t2_lesion is d["new_lesion_evidence"]["new_t2_lesion"]
 
 
 def test_label_volume_resamples_by_nearest_neighbour():

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ..pipeline import AnalyzeOptions
 from ..report import sha256_of
@@ -56,7 +57,8 @@ def compare_sessions(jobs: list[Job], deriv: Path, failures: list[dict], options
     for base, follow in pairs:
         target = pair_dir(deriv, base, follow)
         key = target.name
-        report = _valid_report(target, base, follow)
+        # a compare_report.json of an earlier run (a dict, any older shape) or this run's CompareReport
+        report: Any = _valid_report(target, base, follow)
         if report is None:
             stage = Path(deriv) / WORK_DIR / key
             shutil.rmtree(stage, ignore_errors=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any, Mapping
 
 from ..atomic import write_text
+from ..report import Report, as_report
 from ..volumes.outputs import cohort_columns as volume_columns
 
 COHORT_BASE = ["subject", "session", "lesion_count", "total_volume_ml"]
@@ -14,31 +16,32 @@ DIS_TEXT = ("rule", "note")  # long constant explanations: in the reports, not i
 FAILURE_COLUMNS = ["subject", "session", "key", "error", "reason", "log"]
 
 
-def cohort_row(report: dict, report_path: Path | None = None) -> dict:
-    """One cohort row from a subject report: counts, volumes, per-region counts/volumes, DIS."""
-    batch = report.get("batch") or {}
+def cohort_row(report: Report | Mapping[str, Any], report_path: Path | None = None) -> dict:
+    """One cohort row from a subject report: counts, volumes, per-region counts/volumes, DIS.
+
+    ``report`` is a :class:`~mslesion.report.Report` or a report.json dict, read with
+    :meth:`Report.from_dict` (older shapes too: a region as a bare count or without a volume,
+    a verdict lacking fields; what a report does not have gives no column).
+    """
+    rep = as_report(report)
+    batch = rep.batch or {}
     row: dict = {"subject": batch.get("subject"), "session": batch.get("session") or "",
-                 "lesion_count": report.get("lesion_count"), "total_volume_ml": report.get("total_volume_ml")}
-    for region, info in sorted((report.get("regions") or {}).items()):
-        if isinstance(info, dict):
-            row[f"{region}_count"] = info.get("count")
-            if "volume_ml" in info:
-                row[f"{region}_volume_ml"] = round(float(info["volume_ml"]), 4)
-        else:
-            row[f"{region}_count"] = info
-    for name in ("mcdonald_dis",):
-        dis = report.get(name)
-        dis = {k: v for k, v in dis.items() if k not in DIS_TEXT} if isinstance(dis, dict) else dis
-        row.update(_flatten(name.replace("mcdonald_dis", "dis"), dis))
-    enh = report.get("enhancement") or {}
+                 "lesion_count": rep.lesion_count, "total_volume_ml": rep.total_volume_ml}
+    for region, info in sorted(rep.regions.items()):
+        row[f"{region}_count"] = info.get("count")
+        if "volume_ml" in info:
+            row[f"{region}_volume_ml"] = round(float(info.volume_ml), 4)
+    if rep.mcdonald_dis is not None:
+        dis = {k: v for k, v in rep.mcdonald_dis.to_dict().items() if k not in DIS_TEXT}
+        row.update(_flatten("dis", dis))
+    enh = rep.enhancement or {}
     dit = enh.get("dissemination_in_time") or {}
     row.update(enhancing_lesions=enh.get("enhancing_lesions", ""), black_holes=enh.get("black_holes", ""),
                enhancing_foci=(len(enh.get("enhancing_foci_outside_lesions") or [])
                                if enh.get("enhancement_assessed") else ""),
                dit_single_visit="not assessed" if not dit.get("assessed") else ("met" if dit.get("met") else "not met"))
-    row.update(volume_columns(report))
-    model = report.get("model") or {}
-    row.update(model_id=model.get("id"), model_kind=model.get("kind"), seconds=batch.get("seconds"),
+    row.update(volume_columns(rep))
+    row.update(model_id=rep.model.id, model_kind=rep.model.kind, seconds=batch.get("seconds"),
                finished_utc=batch.get("finished_utc"), report=str(report_path) if report_path else "")
     return row
 

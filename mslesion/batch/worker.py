@@ -17,6 +17,7 @@ import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ..errors import MslesionError
 from ..pipeline import AnalyzeOptions, Analyzer
@@ -55,7 +56,7 @@ def set_threads(threads: int | None) -> None:
 def process_job(analyzer: Analyzer, job: Job, deriv: Path, settings: dict) -> dict:
     """Analyse one subject into ``deriv``; returns an outcome dict, never raises for subject problems."""
     t0 = time.perf_counter()
-    outcome = {"key": job.key, "subject": job.subject, "session": job.session, "status": "failed"}
+    outcome: dict[str, Any] = {"key": job.key, "subject": job.subject, "session": job.session, "status": "failed"}
     if job.problem:
         return {**outcome, "error": "InputError", "reason": job.problem, "seconds": 0.0}
     try:

@@ -55,15 +55,15 @@ def run(args: argparse.Namespace) -> int:
     opts = CompareOptions(analyze=options_from_args(args), change=change, brain_mask=args.brain_mask)
     result = compare_scans(base, follow, args.out, opts)
     rep = result.report
-    summary = {k: rep["changes"][k]["count"] for k in ("new", "enlarging", "shrinking", "disappearing")}
-    summary["new_t2_lesion"] = rep["new_lesion_evidence"]["new_t2_lesion"]
-    dit = rep["new_lesion_evidence"]["dissemination_in_time"]
+    summary: dict[str, object] = {k: rep.changes[k].count for k in ("new", "enlarging", "shrinking", "disappearing")}
+    summary["new_t2_lesion"] = rep.new_lesion_evidence.new_t2_lesion
+    dit = rep.new_lesion_evidence.dissemination_in_time
     summary["dissemination_in_time"] = dit["verdict"]
     summary["dit_supported_by"] = [e["id"] for e in dit["supporting_lesions"]]
-    summary["rejected_candidates"] = rep["rejected_candidates"]
-    vc = rep.get("volume_change") or {}
+    summary["rejected_candidates"] = rep.rejected_candidates
+    vc = rep.volume_change or {}
     summary.update(brain_pct_change=vc.get("brain_pct_change"), bpf_change=vc.get("bpf_change"))
-    summary["model"] = rep["model"]["id"]
+    summary["model"] = rep.model.id
     summary["out"] = str(args.out)
     print(json.dumps(summary))
     return 0

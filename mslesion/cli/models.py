@@ -5,6 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
+#: what a model's sha256_ok says (True, False, or None/absent: not checked)
+SHA256_WORDS: dict[object, str] = {True: "sha256 ok", False: "SHA256 MISMATCH"}
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the installed lesion models (and check their weights)",
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             if "error" in r:
                 print(f"  {r['id']}: unreadable ({r['error']})")
                 continue
-            check = {True: "sha256 ok", False: "SHA256 MISMATCH"}.get(r.get("sha256_ok"), "sha256 not checked")
+            check = SHA256_WORDS.get(r.get("sha256_ok"), "sha256 not checked")
             trained = ", ".join(f"{k} {v}" for k, v in r["trained"].items())
             print(f"  {r['id']}: {contrast_words(r['channels'], r['required'])}; {selection_words(r)}; "
                   + (f"ensemble of {r['ensemble_members']} networks (mean probability), "
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             print("  (none)")
     brain = weights_status(verify=args.verify)
     if not args.json:
-        check = {True: "sha256 ok", False: "SHA256 MISMATCH"}.get(brain.get("sha256_ok"), "sha256 not checked")
+        check = SHA256_WORDS.get(brain.get("sha256_ok"), "sha256 not checked")
         state = brain.get("error") or (f"{brain['folder']}, {check}" if brain["present"] else "weights missing")
         print(f"brain extraction (default): deepbet: {state}")
     bad = [r for r in [*rows, brain] if "error" in r or r.get("sha256_ok") is False or r.get("present") is False]

@@ -137,34 +137,60 @@ def locate(labels: np.ndarray, lesions: list[Lesion], pre: Preprocessed, options
     """Fill region, MNI centroid, structure and long axis of every lesion; summarise regions and DIS.
 
     ``labels`` is the lesion label image on the native FLAIR grid (``pre.native``),
-    lesion ``i`` being ``labels == lesions[i].id``.
+    lesion ``i`` being ``labels == lesions[i].id``.  Steps: long axes (native grid), the
+    subject's anatomy (atlas registration), each lesion's region and structure (working grid).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    native = pre.native
-    native_objects = ndimage.find_objects(labels)
-    for les in lesions:
-        sl = native_objects[les.id - 1] if les.id - 1 < len(native_objects) else None
-        idx = np.argwhere(labels[sl] == les.id) + [s.start for s in sl] if sl is not None else np.zeros((0, 3))
-        les.extra["long_axis_mm"] = round(long_axis_mm(idx.astype(float), native.affine), 2) if len(idx) else 0.0
-        les.extra["long_axis_axial_mm"] = (round(axial_long_axis_mm(idx.astype(float), native.affine), 2)
-                                           if len(idx) else 0.0)
+    measure_long_axes(labels, lesions, pre.native.affine)
     if not lesions:
         return LocationResult(regions=summarise([]), mcdonald_dis=verdict_for([], options), timings=timings)
     try:
         fit, ventricles = subject_anatomy(pre, options)
     except RuntimeError as exc:  # SimpleITK failures: report lesions unlocated rather than fail the analysis
-        log.warning("atlas registration failed (%s); lesion regions are 'unclassified'", exc)
-        for les in lesions:
-            les.region = "unclassified"
-        verdict = verdict_for(lesions, options)
-        verdict.update(met=None, status=f"not assessed: atlas registration failed ({str(exc)[:200]})")
-        return LocationResult(regions=summarise(lesions), mcdonald_dis=verdict, timings=timings)
+        return _unlocated(lesions, options, exc, timings)
     timings["registration_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    classify_lesions(labels, lesions, pre, fit, ventricles, options)
+    timings["classify_s"] = time.perf_counter() - t0
+    anatomy = fit.labels.with_data(np.where(ventricles, atlas.VENTRICLE,
+                                            np.where(fit.labels.data == atlas.VENTRICLE, atlas.CSF,
+                                                     fit.labels.data)).astype(np.uint8))
+    return LocationResult(summarise(lesions), verdict_for(lesions, options), anatomy, timings)
+
+
+def measure_long_axes(labels: np.ndarray, lesions: list[Lesion], affine: np.ndarray) -> None:
+    """Each lesion's 3D and axial long axis (mm) on the native grid (``labels``, ``affine``)."""
+    native_objects = ndimage.find_objects(labels)
+    for les in lesions:
+        sl = native_objects[les.id - 1] if les.id - 1 < len(native_objects) else None
+        idx = np.argwhere(labels[sl] == les.id) + [s.start for s in sl] if sl is not None else np.zeros((0, 3))
+        les.extra["long_axis_mm"] = round(long_axis_mm(idx.astype(float), affine), 2) if len(idx) else 0.0
+        les.extra["long_axis_axial_mm"] = (round(axial_long_axis_mm(idx.astype(float), affine), 2)
+                                           if len(idx) else 0.0)
+
+
+def _unlocated(lesions: list[Lesion], options: LocationOptions, exc: Exception,
+               timings: dict[str, float]) -> LocationResult:
+    """The result when the atlas registration failed: every lesion 'unclassified', DIS not assessed."""
+    log.warning("atlas registration failed (%s); lesion regions are 'unclassified'", exc)
+    for les in lesions:
+        les.region = "unclassified"
+    verdict = verdict_for(lesions, options)
+    verdict.update(met=None, status=f"not assessed: atlas registration failed ({str(exc)[:200]})")
+    return LocationResult(regions=summarise(lesions), mcdonald_dis=verdict, timings=timings)
+
+
+def classify_lesions(labels: np.ndarray, lesions: list[Lesion], pre: Preprocessed, fit: atlas.TemplateFit,
+                     ventricles: np.ndarray, options: LocationOptions) -> None:
+    """Region, MNI centroid and atlas structure of each lesion, measured on the working grid.
+
+    ``fit`` is the atlas fit of :func:`subject_anatomy` (labels on the working grid, ``to_mni``).
+    """
     work = pre.flair
     anat = fit.labels.data
-    lab_work = resample_to_grid(LabelVolume(labels.astype(np.int32), native.affine), work.shape, work.affine).data
+    lab_work = resample_to_grid(LabelVolume(labels.astype(np.int32), pre.native.affine), work.shape,
+                                work.affine).data
     spacing = tuple(float(z) for z in np.linalg.norm(work.affine[:3, :3], axis=0))
     margin = [int(np.ceil(max(options.periventricular_mm, options.juxtacortical_mm) / z)) + 2 for z in spacing]
     objects = ndimage.find_objects(lab_work)
@@ -196,11 +222,6 @@ def locate(labels: np.ndarray, lesions: list[Lesion], pre: Preprocessed, options
         if les.region == "infratentorial" and les.extra["structure"] not in ("brainstem",) \
                 and "cerebellum" not in les.extra["structure"]:
             les.extra["structure"] = "brainstem" if abs(float(x)) < 12 else f"{_side(float(x))} cerebellum"
-    timings["classify_s"] = time.perf_counter() - t0
-    anatomy = fit.labels.with_data(np.where(ventricles, atlas.VENTRICLE,
-                                            np.where(fit.labels.data == atlas.VENTRICLE, atlas.CSF,
-                                                     fit.labels.data)).astype(np.uint8))
-    return LocationResult(summarise(lesions), verdict_for(lesions, options), anatomy, timings)
 
 
 def _side(x_mni: float) -> str:

@@ -17,30 +17,27 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from .. import __version__
 from ..errors import InputError
 from ..inputs import load_inputs, prepare_out_dir
 from ..io import load_volume
 from ..lesions import Lesion
-from ..location import LocationResult, locate
-from ..pipeline import AnalyzeOptions
+from ..pipeline import AnalyzeOptions, Analyzer
 from ..preprocess import Preprocessed, preprocess
 from ..preprocess.normalize import robust_zscore
 from ..preprocess.resample import isotropic_grid, resample_like, resample_to_grid
-from ..report import sha256_of
-from ..segment import Segmenter, load_segmenter
+from ..segment import Segmenter
 from ..volume import Volume, bounding_box
-from .change import KINDS, ChangeMaps, ChangeOptions, detect_changes
+from .change import ChangeMaps, ChangeOptions, detect_changes
 from .outputs import write_compare_outputs
+from .report import CompareReport
 from .result import CompareResult
 from .transforms import rigid_parameters
-from .verdict import MEANING, call_entries, dit_verdict
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +103,13 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     back = np.linalg.inv(transform)  # follow-up world -> baseline world
     mask1 = resample_moving(pre0.brain_mask.with_data(pre0.brain_mask.data.astype(np.float32)), pre1.flair, back, 1)
     pre1 = _with_brain(pre1, mask1.data >= 0.5)
-    seg = segmenter or load_segmenter(aopts.model, contrasts=set(vols0), device=aopts.device, tta=aopts.tta,
-                                      amp=not aopts.fp32)
-    threshold = aopts.threshold if aopts.threshold is not None else seg.threshold
+    # the Analyzer's steps: segmenter, threshold, segmentation and location as ``analyze`` does them
+    analyzer = Analyzer(aopts, segmenter=segmenter, contrasts=set(vols0))
+    seg = analyzer.segmenter_for(set(vols0))
+    threshold = analyzer.threshold_for(seg)
     t0 = time.perf_counter()
-    prob0 = seg.predict(pre0)
-    prob1 = seg.predict(pre1)
+    prob0 = analyzer.segment(pre0, seg)
+    prob1 = analyzer.segment(pre1, seg)
     timings["segment_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     from ..volumes.outputs import compare_volumes  # issue 18 (brain volumes)
@@ -134,11 +132,12 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     kinds1 = _as_uint8(resample_moving(kinds_work, pre1.native, back))
     t0 = time.perf_counter()
     labels0, lesions = _lesions_on_grid(comps0, changes)
-    location = locate(labels0, lesions, pre0, aopts.location)
+    location = analyzer.locate(labels0, lesions, pre0)
     timings["location_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
-    report = build_compare_report(vols0, vols1, seg, threshold, changes, lesions, location, transform, timings, opts)
-    report["volume_change"] = volume_change
+    report = CompareReport.build(vols0, vols1, seg, threshold, changes, lesions, location, transform, timings,
+                                 opts.change, opts.analyze.device, opts.analyze.min_lesion_mm3)
+    report.volume_change = volume_change
     result = CompareResult(changes, kinds0, kinds1, lesions, location, transform, report, out,
                            comps0.with_data(labels0.astype(np.int16)))
     if out is not None:
@@ -255,50 +254,3 @@ def _evidence_columns(evidence: dict) -> dict:
     cols["evidence_supported"] = evidence.get("supported")
     cols["evidence_failed"] = "; ".join(evidence.get("failed", []))
     return cols
-
-
-def build_compare_report(vols0: dict[str, Volume], vols1: dict[str, Volume], seg: Segmenter, threshold: float,
-                         changes: ChangeMaps, lesions: list[Lesion], location: LocationResult,
-                         transform: np.ndarray, timings: dict[str, float], opts: CompareOptions) -> dict:
-    summary = {kind: {"count": changes.count(kind), "volume_ml": round(changes.volume_mm3(kind) / 1000, 4)}
-               for kind in KINDS.values()}
-    regions: dict[str, dict[str, int]] = {}
-    for les in lesions:
-        kind = les.extra["change"]
-        regions.setdefault(kind, {})
-        regions[kind][les.region] = regions[kind].get(les.region, 0) + 1
-    n_new = summary["new"]["count"]
-    dit = dit_verdict(changes, lesions)
-    rejected: dict[str, int] = {}
-    for cand in changes.rejected:
-        rejected[cand.kind] = rejected.get(cand.kind, 0) + 1
-    return {
-        "changes": summary,
-        "new_or_enlarging_count": n_new + summary["enlarging"]["count"],
-        "new_or_enlarging_volume_ml": round(summary["new"]["volume_ml"] + summary["enlarging"]["volume_ml"], 4),
-        "regions_by_change": regions,
-        "regions": location.regions,
-        # dissemination in space is a property of all lesions at one time point (see `analyze`),
-        # not of the changes, so it is deliberately not reported here
-        "new_lesion_evidence": {
-            "new_t2_lesion": dit["verdict"] == "met",
-            "new_lesions": n_new,
-            "enlarging_lesions": summary["enlarging"]["count"],
-            "dissemination_in_time": dit,
-            "meaning": MEANING,
-        },
-        "rejected_candidates": rejected,
-        "change_calls": call_entries(lesions),
-        "registration": {"followup_to_baseline_ras": np.round(transform, 6).tolist(), **rigid_parameters(transform)},
-        "inputs": {
-            f"{when}_{name}": {"path": str(v.path), "sha256": sha256_of(v.path) if v.path else None,
-                               "shape": list(v.shape), "voxel_size_mm": [round(z, 4) for z in v.zooms]}
-            for when, vols in (("baseline", vols0), ("followup", vols1)) for name, v in vols.items()
-        },
-        "model": {"id": seg.model_id, "kind": seg.kind, "threshold": threshold},
-        "settings": {"change": asdict(opts.change), "device": opts.analyze.device,
-                     "min_lesion_mm3": opts.analyze.min_lesion_mm3,
-                     "noise_sigma": round(changes.noise_sigma, 5), "evidence_levels": changes.levels},
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "mslesion_version": __version__,
-    }

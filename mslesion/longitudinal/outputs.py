@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..io import save_volume
-from ..report import write_lesions_csv, write_report
+from ..report import to_plain, write_lesions_csv, write_report
 from .result import CompareResult
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def write_compare_outputs(result: "CompareResult", out: Path, pre0: "Preprocesse
         save_volume(result.labels_baseline, out / "change_labels_baseline.nii.gz", dtype=np.int16)
     write_lesions_csv(out / "changes.csv", result.lesions)
     try:
-        result.report["qc_html"] = write_qc(result, out, pre0, follow).name
+        result.report.qc_html = write_qc(result, out, pre0, follow).name
     except ImportError:
         log.info("QC page skipped: mslesion.qc.write_report_html is not available")
     write_report(out / "compare_report.json", result.report)
@@ -48,14 +48,15 @@ def write_qc(result: "CompareResult", out: Path, pre0: "Preprocessed", follow: "
                          title="Baseline vs follow-up (registered to baseline)")
     rows = [les.row() for les in result.lesions]
     rep = result.report
-    dit = rep["new_lesion_evidence"]["dissemination_in_time"]
-    summary = {"changes": rep["changes"],
-               "new_lesion_evidence": {"new_t2_lesion": rep["new_lesion_evidence"]["new_t2_lesion"],
+    evidence = rep.new_lesion_evidence
+    dit = evidence.dissemination_in_time
+    summary = {"changes": to_plain(rep.changes),
+               "new_lesion_evidence": {"new_t2_lesion": evidence.new_t2_lesion,
                                        "dissemination_in_time": dit["verdict"], "why": dit["reason"],
                                        "supporting_lesion_ids": [e["id"] for e in dit["supporting_lesions"]]},
-               "rejected_candidates": rep.get("rejected_candidates", {}),
-               "registration": {k: v for k, v in rep["registration"].items() if k != "followup_to_baseline_ras"},
-               "model": rep["model"]}
+               "rejected_candidates": rep.rejected_candidates,
+               "registration": {k: v for k, v in rep.registration.items() if k != "followup_to_baseline_ras"},
+               "model": rep.model.to_dict()}
     return write_report_html(out, "mslesion compare", summary, rows,
                              [("red: new or enlarging; existing-lesion colour: shrinking or disappearing", png)],
-                             filename="compare_report.html", note=rep["new_lesion_evidence"]["meaning"])
+                             filename="compare_report.html", note=evidence.meaning)

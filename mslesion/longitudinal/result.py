@@ -10,6 +10,7 @@ from ..lesions import Lesion
 from ..location import LocationResult
 from ..volume import Volume
 from .change import ChangeMaps
+from .report import CompareReport
 
 
 @dataclass
@@ -22,7 +23,7 @@ class CompareResult:
     lesions: list[Lesion]
     location: LocationResult
     transform: np.ndarray
-    report: dict
+    report: CompareReport
     out_dir: Path | None = None
     #: change component ids (the ``id`` column of changes.csv) on the baseline native grid
     labels_baseline: Volume | None = None

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from ..errors import ModelError
 from ..volume import Volume, bounding_box
-from .inference import amp_dtype, resolve_device, sliding_window_predict
+from .inference import WindowSettings, amp_dtype, predict_windows, resolve_device
 from .store import ModelSpec, load_network, models_root, read_spec
 
 
@@ -81,6 +81,12 @@ class ModelSegmenter:
                 "window": list(self.window), "overlap": self.overlap,
                 "precision": str(amp_dtype(self.device, self.amp) or torch.float32).replace("torch.", "")}
 
+    def window_settings(self) -> WindowSettings:
+        """The sliding-window settings this segmenter predicts with."""
+        return WindowSettings(self.window, self.overlap, self.device, tta=self.tta,  # type: ignore[arg-type]
+                              amp=self.amp, divisor=self.divisor, flips_per_pass=self.flips_per_pass,
+                              tta_axes=self.tta_axes)
+
     def input_array(self, pre: "Preprocessed") -> np.ndarray:
         """Stack the model's channels (C, D, H, W); an optional contrast that is absent is zeros."""
         chans = []
@@ -102,10 +108,7 @@ class ModelSegmenter:
             brain = np.ones(brain.shape, bool)
         box = bounding_box(brain, self.margin)
         prob = np.zeros(pre.flair.shape, np.float32)
-        prob[box] = sliding_window_predict(self.net, image[(slice(None), *box)], self.window, self.overlap,
-                                           self.device, tta=self.tta, amp=self.amp,
-                                           divisor=self.divisor, flips_per_pass=self.flips_per_pass,
-                                           tta_axes=self.tta_axes)
+        prob[box] = predict_windows(self.net, image[(slice(None),) + tuple(box)], self.window_settings())
         keep = ndimage.binary_dilation(brain, iterations=2)
         prob[~keep] = 0.0
         log.info("model %s predicted %s in %.1f s", self.model_id, pre.flair.shape, time.perf_counter() - t0)
@@ -128,6 +131,9 @@ def resolve_model_folder(model: str, contrasts: set[str]) -> Path:
     raise ModelError(root / model, f"no model '{model}' (neither models/{model}/ nor a folder)")
 
 
+#: the one model cache of the process: (model folder, device, tta, amp) -> loaded segmenter.  Every
+#: load goes through it (the Analyzer, compare, batch workers, scripts), so a model's weights are read
+#: once per process however many Analyzers use it.
 _CACHE: dict[tuple[str, str, bool | None, bool | None], ModelSegmenter] = {}
 
 

@@ -11,6 +11,7 @@ import functools
 import itertools
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -98,56 +99,128 @@ def _mirrored_pass(net: nn.Module, batch: torch.Tensor, flips: list[tuple[int, .
     return sum((p.flip([a - 1 for a in f]) if f else p) for p, f in zip(probs, flips))
 
 
-@torch.inference_mode()
-def sliding_window_predict(net: nn.Module, image: np.ndarray, window: tuple[int, int, int], overlap: float = 0.5,
-                           device: torch.device | str = "cpu", tta: bool = False, amp: bool = True,
-                           batch_size: int = 2, divisor: int = 8, flips_per_pass: int = 1,
-                           tta_axes: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
-    """Lesion probability (D, H, W) float32 for ``image`` (C, D, H, W), any spatial shape.
+@dataclass(frozen=True)
+class WindowSettings:
+    """How :func:`predict_windows` tiles, mirrors and batches (the model card's inference settings).
 
-    With ``tta``, the prediction is averaged over every mirror along a subset of the spatial
-    ``tta_axes`` (all three: 8 copies; ``(0,)``, left-right on the RAS working grid: 2 copies);
-    ``flips_per_pass`` mirrored copies go through the network in one forward pass
-    (a larger batch keeps a GPU busy; on a CUDA out-of-memory error it falls back to one at a time).
+    ``tta``: average over every mirror along a subset of the spatial ``tta_axes`` (all three: 8
+    copies; ``(0,)``, left-right on the RAS working grid: 2 copies); ``flips_per_pass`` mirrored
+    copies go through the network in one forward pass.
     """
-    device = torch.device(device) if isinstance(device, str) else device
-    if image.ndim != 4:
-        raise ValueError(f"image must be (C, D, H, W), got shape {image.shape}")
-    spatial = tuple(int(s) for s in image.shape[1:])
-    win = fit_window(spatial, tuple(int(w) for w in window), divisor)
-    padded = tuple(max(s, w) for s, w in zip(spatial, win))
+
+    window: tuple[int, int, int]
+    overlap: float = 0.5
+    device: torch.device | str = "cpu"
+    tta: bool = False
+    amp: bool = True
+    batch_size: int = 2
+    #: the network's size divisor (2 ** (levels - 1)): a window shrunk to a small image is a multiple of it
+    divisor: int = 8
+    flips_per_pass: int = 1
+    tta_axes: tuple[int, ...] = (0, 1, 2)
+
+    def mirrors(self) -> list[tuple[int, ...]]:
+        """The flipped tensor dims (N, C, D, H, W) of every mirrored copy; ``[()]`` without TTA."""
+        if not self.tta:
+            return [()]
+        dims = tuple(sorted(int(a) + 2 for a in self.tta_axes))
+        return [f for r in range(len(dims) + 1) for f in itertools.combinations(dims, r)]
+
+
+# slicing ----------------------------------------------------------------------------------------------
+
+def padded_input(image: np.ndarray, window: tuple[int, ...]) -> np.ndarray:
+    """``image`` (C, D, H, W) zero-padded at the far end to at least ``window`` along each axis."""
+    spatial = image.shape[1:]
+    padded = tuple(max(s, w) for s, w in zip(spatial, window))
     x = np.zeros((image.shape[0], *padded), np.float32)
-    x[(slice(None), *(slice(0, s) for s in spatial))] = image
-    xt = torch.from_numpy(x).to(device)
-    weight = torch.from_numpy(gaussian_weight(win)).to(device)
-    acc = torch.zeros(padded, dtype=torch.float32, device=device)
-    norm = torch.zeros(padded, dtype=torch.float32, device=device)
-    starts = list(itertools.product(*(window_starts(p, w, overlap) for p, w in zip(padded, win))))
-    flips = [()]
-    if tta:
-        dims = tuple(sorted(int(a) + 2 for a in tta_axes))
-        flips = [f for r in range(len(dims) + 1) for f in itertools.combinations(dims, r)]
-    for i in range(0, len(starts), batch_size):
-        chunk = starts[i:i + batch_size]
-        sl = [tuple(slice(o, o + w) for o, w in zip(st, win)) for st in chunk]
-        batch = torch.stack([xt[(slice(None), *s)] for s in sl])
-        prob = torch.zeros((len(chunk), *win), dtype=torch.float32, device=device)
+    x[(slice(None),) + tuple(slice(0, s) for s in spatial)] = image
+    return x
+
+
+def window_slices(shape: tuple[int, ...], window: tuple[int, ...], overlap: float) -> list[tuple[slice, ...]]:
+    """The spatial slices of every window over ``shape``, in raster order."""
+    starts = itertools.product(*(window_starts(p, w, overlap) for p, w in zip(shape, window)))
+    return [tuple(slice(o, o + w) for o, w in zip(st, window)) for st in starts]
+
+
+# mirroring --------------------------------------------------------------------------------------------
+
+class _MirroredPredictor:
+    """Mean probability over the mirrored copies of a batch; on a CUDA out-of-memory error it falls
+    back to one mirror per pass (for the rest of the image)."""
+
+    def __init__(self, net: nn.Module, settings: WindowSettings, device: torch.device) -> None:
+        self.net, self.device, self.amp = net, device, settings.amp
+        self.flips = settings.mirrors()
+        self.flips_per_pass = settings.flips_per_pass
+
+    def __call__(self, batch: torch.Tensor, window: tuple[int, ...]) -> torch.Tensor:
+        prob = torch.zeros((len(batch), *window), dtype=torch.float32, device=self.device)
         done = 0
-        while done < len(flips):
-            group = flips[done:done + max(1, flips_per_pass)]
+        while done < len(self.flips):
+            group = self.flips[done:done + max(1, self.flips_per_pass)]
             try:
-                prob += _mirrored_pass(net, batch, group, device, amp)
+                prob += _mirrored_pass(self.net, batch, group, self.device, self.amp)
             except torch.cuda.OutOfMemoryError:
                 if len(group) == 1:
                     raise
                 log.warning("GPU out of memory with %d flips per pass; continuing with 1", len(group))
-                flips_per_pass = 1
+                self.flips_per_pass = 1
                 torch.cuda.empty_cache()
                 continue
             done += len(group)
-        prob /= len(flips)
-        for s, p in zip(sl, prob):
-            acc[s] += p * weight
-            norm[s] += weight
-    out = (acc / norm.clamp_min(1e-6))[tuple(slice(0, s) for s in spatial)]
-    return out.cpu().numpy().astype(np.float32)
+        prob /= len(self.flips)
+        return prob
+
+
+# aggregation ------------------------------------------------------------------------------------------
+
+class _GaussianBlend:
+    """Windows' probabilities blended with a Gaussian importance map."""
+
+    def __init__(self, shape: tuple[int, ...], window: tuple[int, ...], device: torch.device) -> None:
+        self.weight = torch.from_numpy(gaussian_weight(window)).to(device)
+        self.acc = torch.zeros(shape, dtype=torch.float32, device=device)
+        self.norm = torch.zeros(shape, dtype=torch.float32, device=device)
+
+    def add(self, where: tuple[slice, ...], prob: torch.Tensor) -> None:
+        self.acc[where] += prob * self.weight
+        self.norm[where] += self.weight
+
+    def result(self, spatial: tuple[int, ...]) -> np.ndarray:
+        out = (self.acc / self.norm.clamp_min(1e-6))[tuple(slice(0, s) for s in spatial)]
+        return out.cpu().numpy().astype(np.float32)
+
+
+@torch.inference_mode()
+def predict_windows(net: nn.Module, image: np.ndarray, settings: WindowSettings) -> np.ndarray:
+    """Lesion probability (D, H, W) float32 for ``image`` (C, D, H, W), any spatial shape.
+
+    Three steps, as nnU-Net splits them: slicing (pad, tile into windows), mirroring (flip TTA,
+    several mirrors per forward pass) and aggregation (Gaussian blending).
+    """
+    device = torch.device(settings.device) if isinstance(settings.device, str) else settings.device
+    if image.ndim != 4:
+        raise ValueError(f"image must be (C, D, H, W), got shape {image.shape}")
+    spatial = tuple(int(s) for s in image.shape[1:])
+    win = fit_window(spatial, tuple(int(w) for w in settings.window), settings.divisor)
+    xt = torch.from_numpy(padded_input(image, win)).to(device)
+    slices = window_slices(tuple(xt.shape[1:]), win, settings.overlap)
+    predict = _MirroredPredictor(net, settings, device)
+    blend = _GaussianBlend(tuple(xt.shape[1:]), win, device)
+    for i in range(0, len(slices), settings.batch_size):
+        chunk = slices[i:i + settings.batch_size]
+        batch = torch.stack([xt[(slice(None),) + s] for s in chunk])
+        for s, p in zip(chunk, predict(batch, win)):
+            blend.add(s, p)
+    return blend.result(spatial)
+
+
+def sliding_window_predict(net: nn.Module, image: np.ndarray, window: tuple[int, int, int], overlap: float = 0.5,
+                           device: torch.device | str = "cpu", tta: bool = False, amp: bool = True,
+                           batch_size: int = 2, divisor: int = 8, flips_per_pass: int = 1,
+                           tta_axes: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
+    """:func:`predict_windows` with the settings as keyword arguments (see :class:`WindowSettings`)."""
+    return predict_windows(net, image, WindowSettings(tuple(window), overlap, device, tta, amp,  # type: ignore[arg-type]
+                                                      batch_size, divisor, flips_per_pass, tuple(tta_axes)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -129,7 +130,7 @@ def lesion_lut(n_labels: int, colours: dict[int, str], default: str = "#FF4040")
 
 
 def render_tile(image: Volume, plane: Plane, window: tuple[float, float],
-                overlays: list[tuple[Volume, np.ndarray]] = (), width: int = 1) -> Image.Image:
+                overlays: Sequence[tuple[Volume, np.ndarray]] = (), width: int = 1) -> Image.Image:
     """One slice of ``image`` with outlines of each (label volume, colour lut) overlay."""
     rgb = to_rgb(sample(image, plane, order=1), window)
     for labels, lut in overlays:
@@ -138,7 +139,7 @@ def render_tile(image: Volume, plane: Plane, window: tuple[float, float],
 
 
 def mosaic(image: Volume, labels: Volume | None, lut: np.ndarray, view: str, n: int = 12, ncols: int = 4,
-           convention: str = "radiological", legend: list[tuple[str, str]] = (), title: str | None = None,
+           convention: str = "radiological", legend: Sequence[tuple[str, str]] = (), title: str | None = None,
            box: tuple[np.ndarray, np.ndarray] | None = None, window: tuple[float, float] | None = None,
            lesion_xyz: np.ndarray | None = None) -> tuple[Image.Image, list[Plane]]:
     """A labelled mosaic of ``n`` slices in one view, slices chosen to show the lesions."""

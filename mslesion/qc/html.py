@@ -267,7 +267,7 @@ def write_batch_index(deriv: Path, rows: list[dict], failures: list[dict], title
         thumb = _thumbnail(deriv, r, report)
         img = (f'<img src="{image_data_uri(thumb)}" alt="{escape(subj, quote=True)}" height="96">'
                if thumb is not None and thumb.is_file() else "\u2014")
-        if href is not None and report.is_file() and img != "\u2014":
+        if href is not None and report is not None and report.is_file() and img != "\u2014":
             img = f'<a href="{escape(Path(href).as_posix(), quote=True)}">{img}</a>'
 
         cells = [f'<td data-key="subject">{escape(subj)}</td>', f"<td>{img}</td>"]
@@ -277,7 +277,7 @@ def write_batch_index(deriv: Path, rows: list[dict], failures: list[dict], title
             sort = f' data-sort="{v}"' if _is_num(v) else ""
             cells.append(f"<td{cls}{sort}>{escape(fmt(v) if v != '' else '')}</td>")
         link = (f'<a href="{escape(Path(href).as_posix(), quote=True)}">report</a>'
-                if href is not None and report.is_file() else "\u2014")
+                if href is not None and report is not None and report.is_file() else "\u2014")
         cells.append(f"<td>{link}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     parts = [f"<p>{len(rows)} subject(s) analysed, {len(failures)} failed.</p>",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -79,6 +80,35 @@ def analyze_volume(vol: Volume, contrast: str | None, out_dir: Path | None,
     contrast = choice.contrast
     cord_bin = cord.soft >= 0.5
     les_work = segment_cord_lesions(work.data, cord_bin, work.zooms, contrast, opts.lesion)
+    levels = vertebral_levels(work, cord, opts)
+    geometry = _centreline_geometry(work, cord.centres)
+    lesions = measure_lesions(les_work, work, geometry, levels.per_slice)
+    csa = csa_per_level(cord.soft, work, geometry, levels.per_slice, cord.found)
+    cord_native = to_native(work.with_data(cord.soft), vol)
+    lesion_native = to_native(work.with_data(les_work.astype(np.float32)), vol)
+    report = _spine_report(vol, work, choice, cord, features, geometry, levels, lesions, csa, cord_native)
+    clock.total("total_s")
+    report.timings_s = clock.timings
+    result = SpineResult(cord_native, lesion_native, lesions, report, None)
+    if out_dir is not None:
+        result.out_dir = _write_spine_outputs(Path(out_dir), result, vol, work, cord_bin, les_work, cord.centres,
+                                              levels.per_slice)
+    return result
+
+
+@dataclass
+class VertebralLevels:
+    """The vertebral level of each working slice (0: none) and where it came from, or why there is none."""
+
+    per_slice: np.ndarray
+    #: (slice position, disc number) of each disc found or given
+    discs: list[tuple[float, int]]
+    source: str | None
+    reason: str | None
+
+
+def vertebral_levels(work: Volume, cord: Any, opts: SpineOptions) -> VertebralLevels:
+    """Levels from the given disc labels, else from discs detected anterior to the cord (when asked)."""
     nz = work.shape[2]
     levels = np.zeros(nz, int)
     level_source = None
@@ -106,13 +136,16 @@ def analyze_volume(vol: Volume, contrast: str | None, out_dir: Path | None,
         level_reason = "not requested (--no-levels)"
     if discs:
         levels = levels_per_slice(discs, nz, work.zooms[2])
-    geometry = _centreline_geometry(work, cord.centres)
-    lesions = measure_lesions(les_work, work, geometry, levels)
-    csa = csa_per_level(cord.soft, work, geometry, levels, cord.found)
-    cord_native = to_native(work.with_data(cord.soft), vol)
-    lesion_native = to_native(work.with_data(les_work.astype(np.float32)), vol)
+    return VertebralLevels(levels, discs, level_source, level_reason)
+
+
+def _spine_report(vol: Volume, work: Volume, choice: Any, cord: Any, features: dict, geometry: dict,
+                  levels: VertebralLevels, lesions: list[CordLesion], csa: dict, cord_native: Volume) -> SpineReport:
+    """The spinal report of one image (timings are added by the caller)."""
+    nz = work.shape[2]
     cord_volume = sum(les.volume_mm3 for les in lesions)
-    report = SpineReport(
+    discs = levels.discs
+    return SpineReport(
         kind="spinal_cord",
         image={"path": str(vol.path) if vol.path else None, **choice.as_report(), "shape": list(vol.shape),
                "voxel_size_mm": [round(z, 4) for z in vol.zooms]},
@@ -120,34 +153,33 @@ def analyze_volume(vol: Volume, contrast: str | None, out_dir: Path | None,
               "slices_found": int(cord.found.sum()), "slices": int(nz),
               "length_mm": round(float(geometry["arc"][-1] - geometry["arc"][0]), 1) if nz > 1 else 0.0,
               "csa_mm2_per_level": csa, "plausibility": features},
-        levels={"source": level_source, "reason": level_reason if not discs else None,
-                "covered": sorted({level_name(int(n)) for n in levels if n}, key=_level_key),
+        levels={"source": levels.source, "reason": levels.reason if not discs else None,
+                "covered": sorted({level_name(int(n)) for n in levels.per_slice if n}, key=_level_key),
                 "discs": [{"disc": int(n), "between": f"{level_name(int(n) - 1)}/{level_name(int(n))}",
                            "world_mm": [round(float(c), 1) for c in (work.affine @ np.array(
                                [*_centre_at(cord.centres, zpos), zpos, 1.0]))[:3]]} for zpos, n in discs]},
         lesion_count=len(lesions),
         total_lesion_volume_mm3=round(float(cord_volume), 1),
         regions={"spinal_cord": RegionCount(count=len(lesions), volume_ml=round(float(cord_volume) / 1000, 5))},
-        mcdonald_dis=spinal_dis(lesions, contrast),
+        mcdonald_dis=spinal_dis(lesions, choice.contrast),
         method={"cord": "centreline tracking + polar dynamic-programming border (classical)",
                 "lesions": "robust z-score vs normal cord, lesion-scale matched filters and left-right "
                            "asymmetry vs the mirrored cord, hysteresis inside cord"},
         mslesion_version=__version__,
     )
-    clock.total("total_s")
-    report.timings_s = clock.timings
-    result = SpineResult(cord_native, lesion_native, lesions, report, None)
-    if out_dir is not None:
-        out = Path(out_dir)
-        save_volume(cord_native, out / "cord.nii.gz", dtype=np.uint8)
-        save_volume(lesion_native, out / "cord_lesions.nii.gz", dtype=np.uint8)
-        write_lesions_csv(out / "cord_lesions.csv", lesions, CordLesion.COLUMNS)
-        sagittal_png(out / "qc_sagittal.png", work.data, cord_bin, les_work, cord.centres[:, 0], work.zooms, levels,
-                     title=f"{Path(str(vol.path)).name if vol.path else 'image'}: cord (green), lesions (red)")
-        write_spine_html(out, report, lesions)
-        write_report(out / "report.json", report)
-        result.out_dir = out
-    return result
+
+
+def _write_spine_outputs(out: Path, result: SpineResult, vol: Volume, work: Volume, cord_bin: np.ndarray,
+                         les_work: np.ndarray, centres: np.ndarray, levels: np.ndarray) -> Path:
+    """Masks, lesion table, sagittal QC figure, HTML page and report.json (last) of one spinal image."""
+    save_volume(result.cord_mask, out / "cord.nii.gz", dtype=np.uint8)
+    save_volume(result.lesion_mask, out / "cord_lesions.nii.gz", dtype=np.uint8)
+    write_lesions_csv(out / "cord_lesions.csv", result.lesions, CordLesion.COLUMNS)
+    sagittal_png(out / "qc_sagittal.png", work.data, cord_bin, les_work, centres[:, 0], work.zooms, levels,
+                 title=f"{Path(str(vol.path)).name if vol.path else 'image'}: cord (green), lesions (red)")
+    write_spine_html(out, result.report, result.lesions)
+    write_report(out / "report.json", result.report)
+    return out
 
 
 def spinal_dis(lesions: list[CordLesion], contrast: str, min_long_axis_mm: float = 3.0) -> DisVerdict:

@@ -162,7 +162,8 @@ def segment_cord_lesions(img: np.ndarray, cord: np.ndarray, zooms: tuple[float, 
     fmask = depth >= opts.filter_mask_mm
     fine = None
     for s in opts.filter_sigmas_mm:
-        sig = tuple(v if v >= 0.3 else 0.0 for v in (s / zooms[0], s / zooms[1], opts.filter_z_ratio * s / zooms[2]))
+        sx, sy, sz = (v if v >= 0.3 else 0.0 for v in (s / zooms[0], s / zooms[1], opts.filter_z_ratio * s / zooms[2]))
+        sig = (sx, sy, sz)
         smooth = smooth_within(img, fmask, sig)
         loc, scale = _pooled(smooth, core, half, shorth_stats)
         scale = np.maximum(scale, 0.03 * np.abs(loc) + 1e-6)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,8 +45,8 @@ def write_volume_outputs(vols: TissueVolumes, out: Path) -> None:
     write_text(out / "tissue_dseg.tsv", dseg_tsv_text())
 
 
-def cohort_columns(report: dict) -> dict:
-    """The cohort-table columns of a report (empty where it has no volumes)."""
+def cohort_columns(report: Any) -> dict:
+    """The cohort-table columns of a report (a report.json dict or a Report; empty where it has no volumes)."""
     section = report.get("volumes") or {}
     return {name: section.get(name, "") for name in NUMBERS}
 
