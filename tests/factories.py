@@ -104,3 +104,26 @@ def mr_dataset(study_uid: str, series_uid: str, frame_uid: str, patient_id: str 
     ds.Modality, ds.PatientID = "MR", patient_id
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
     return ds
+
+
+def compare_shifted_phantom_pair(tmp_path: Path):
+    """`compare_scans` on the phantom pair of ``test_longitudinal`` with the follow-up shifted in world space.
+
+    Baseline model, no N4, no skull stripping (the baseline's phantom brain mask is given); the
+    outputs land in ``tmp_path / "out"``. Returns the ``CompareResult``.
+    """
+    from mslesion.longitudinal import CompareOptions, compare_scans
+    from mslesion.pipeline import AnalyzeOptions
+    from mslesion.preprocess import PreprocessOptions
+
+    from .test_longitudinal import _pair
+
+    b, f, f1 = _pair()
+    base = save(b.flair, tmp_path / "base.nii.gz")
+    brain = save(b.brain, tmp_path / "brain.nii.gz", dtype=np.uint8)
+    aff = f.flair.affine.copy()
+    aff[:3, 3] += [4.0, -3.0, 2.0]
+    follow = save(f1, tmp_path / "follow.nii.gz", affine=aff)
+    pre = PreprocessOptions(bias_correction=False, skull_strip=False)
+    opts = CompareOptions(analyze=AnalyzeOptions(model="baseline", device="cpu", preprocess=pre), brain_mask=brain)
+    return compare_scans({"flair": base}, {"flair": follow}, tmp_path / "out", opts)

@@ -280,24 +280,11 @@ COMPARE = [
 @pytest.mark.slow
 def test_compare_report_keys_and_round_trip(tmp_path):
     """compare_report.json keeps its keys; CompareReport reads its own json back unchanged."""
-    import numpy as np
-
-    from mslesion.longitudinal import CompareOptions, compare_scans
     from mslesion.longitudinal.report import CompareReport
-    from mslesion.pipeline import AnalyzeOptions
-    from mslesion.preprocess import PreprocessOptions
 
-    from .test_longitudinal import _pair
+    from .factories import compare_shifted_phantom_pair
 
-    b, f, f1 = _pair()
-    base = save(b.flair, tmp_path / "base.nii.gz")
-    brain = save(b.brain, tmp_path / "brain.nii.gz", dtype=np.uint8)
-    aff = f.flair.affine.copy()
-    aff[:3, 3] += [4.0, -3.0, 2.0]
-    follow = save(f1, tmp_path / "follow.nii.gz", affine=aff)
-    pre = PreprocessOptions(bias_correction=False, skull_strip=False)
-    opts = CompareOptions(analyze=AnalyzeOptions(model="baseline", device="cpu", preprocess=pre), brain_mask=brain)
-    result = compare_scans({"flair": base}, {"flair": follow}, tmp_path / "out", opts)
+    result = compare_shifted_phantom_pair(tmp_path)
     d = json.loads((tmp_path / "out" / "compare_report.json").read_text())
     assert key_paths(d) == COMPARE
     assert isinstance(result.report, CompareReport)

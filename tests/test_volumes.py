@@ -179,22 +179,9 @@ def test_analyze_demo_writes_volumes(tmp_path):
 @pytest.mark.slow
 def test_compare_reports_brain_volume_and_bpf_change(tmp_path):
     """`compare` on the shifted phantom pair: one brain mask for both scans, so the ICV change is 0."""
-    from mslesion.longitudinal import CompareOptions, compare_scans
-    from mslesion.pipeline import AnalyzeOptions
-    from mslesion.preprocess import PreprocessOptions
+    from .factories import compare_shifted_phantom_pair
 
-    from .factories import save
-    from .test_longitudinal import _pair
-
-    b, f, f1 = _pair()
-    base = save(b.flair, tmp_path / "base.nii.gz")
-    brain = save(b.brain, tmp_path / "brain.nii.gz", dtype=np.uint8)
-    aff = f.flair.affine.copy()
-    aff[:3, 3] += [4.0, -3.0, 2.0]
-    follow = save(f1, tmp_path / "follow.nii.gz", affine=aff)
-    pre = PreprocessOptions(bias_correction=False, skull_strip=False)
-    opts = CompareOptions(analyze=AnalyzeOptions(model="baseline", device="cpu", preprocess=pre), brain_mask=brain)
-    compare_scans({"flair": base}, {"flair": follow}, tmp_path / "out", opts)
+    compare_shifted_phantom_pair(tmp_path)
     report = json.loads((tmp_path / "out" / "compare_report.json").read_text())
     change = report["volume_change"]
     assert abs(change["icv_ml_change"]) <= 0.01 * change["baseline"]["icv_ml"]
