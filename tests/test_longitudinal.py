@@ -91,6 +91,32 @@ def test_segmentation_speck_without_flair_signal_does_not_make_a_new_lesion_enla
     assert ch.kinds[NEW_LES[:3]] == NEW  # the speck's voxels belong to the new lesion
 
 
+def test_lesion_forming_over_a_faint_baseline_focus_is_new_not_enlarging():
+    """A baseline focus the segmenter outlines, brighter than white matter but far dimmer than the lesion
+    that forms over it, is no lesion 'already there': its own voxels brighten by a clear difference."""
+    b, f, f1 = _pair()
+    b0 = b.flair.data.copy()
+    p0 = b.lesions.data.copy()
+    focus = ball(SHAPE, NEW_LES[:3], 1.5) & (b.brain.data > 0)
+    b0[focus] = 0.7 * 1000.0  # above grey matter (0.55) and the NAWM p98, below the lesion (1.0)
+    p0[focus] = 1.0
+    ch = detect_changes(b0, f1, p0, f.lesions.data, b.brain.data > 0, (1.0, 1.0, 1.0), 0.5, ChangeOptions())
+    assert _kind_at(ch, NEW_LES) == {NEW}, ch.table
+    # a real enlargement (a baseline lesion as bright as at follow-up) stays enlarging
+    assert _kind_at(ch, (*GROWING[:3], 4.5)) == {ENLARGING}
+
+
+def test_lesion_next_to_a_resolving_baseline_lesion_is_new_not_enlarging():
+    """A baseline lesion that is back to normal at follow-up did not grow into the new lesion beside it."""
+    beside = (46, 59, 36, 3.0)  # overlaps VANISHING's rim (y 61-62); VANISHING itself resolves
+    b = make_phantom(SHAPE, zooms=(1.0, 1.0, 1.0), lesions=(STABLE, VANISHING), seed=0)
+    f = make_phantom(SHAPE, zooms=(1.0, 1.0, 1.0), lesions=(STABLE, beside), seed=1, scale=1300.0)
+    ch = detect_changes(b.flair.data, f.flair.data, b.lesions.data, f.lesions.data, b.brain.data > 0,
+                        (1.0, 1.0, 1.0), 0.5, ChangeOptions())
+    inside = ball(SHAPE, beside[:3], 2.0)
+    assert set(np.unique(ch.kinds[inside]).tolist()) - {0} == {NEW}, ch.table
+
+
 def test_faint_new_lesion_is_not_called_and_dit_not_met():
     """A new focus the follow-up segmenter calls lesion, but with a faint FLAIR rise, is no DIT evidence."""
     from mslesion.lesions import Lesion

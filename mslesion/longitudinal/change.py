@@ -344,7 +344,9 @@ def _classify(mask: np.ndarray, anchor: np.ndarray, bright_lesions: np.ndarray, 
     of their own scan shows as lesion-like count (a segmentation speck is no evidence).  A
     component is a growth/shrinkage when it touches an anchor lesion, directly or through the
     lesion it is part of at the bright time point (``bright_lesions``: a new focus confluent
-    with an old lesion is an enlargement of it); kept when the changed part outside the anchor
+    with an old lesion is an enlargement of it); for increases an anchor lesion must also be the
+    same lesion at both time points (its bright part, 90th percentile, changes by less than the
+    evidence's ``min_difference``); kept when the changed part outside the anchor
     passes ``abs_growth_mm3`` and ``rel_growth`` times the anchor lesion's size.  Otherwise it
     is a new/disappeared lesion, kept when at least ``min_new_mm3`` and either its peak z reaches
     ``z_unconfirmed`` or the segmenter calls it lesion (``p_bright >= threshold``).
@@ -362,6 +364,18 @@ def _classify(mask: np.ndarray, anchor: np.ndarray, bright_lesions: np.ndarray, 
     own_level = ctx.lesion0 if increase else ctx.lesion1
     bright_vox = np.bincount(anchor_lab.ravel(), weights=(own >= own_level).ravel(), minlength=n_anchor + 1)
     real = bright_vox * vox_mm3 >= o.evidence.min_support_mm3
+    if increase and n_anchor:
+        # the same lesion at both time points: a baseline lesion whose own FLAIR changes by a clear
+        # difference is not the lesion the follow-up shows there - brightening: it was not there yet
+        # (a faint focus the segmenter outlined); fading: it resolved - so an increase it touches is
+        # a new lesion, not an enlargement of it
+        # (compared on each lesion's bright part, its 90th percentile: most voxels of a small lesion
+        # are edge voxels, which smoothing dims differently at the two time points)
+        for i, sl in enumerate(ndimage.find_objects(anchor_lab), start=1):
+            if sl is not None and real[i]:
+                m = anchor_lab[sl] == i
+                own_change = np.percentile(ctx.g1[sl][m], 90) - np.percentile(ctx.g0[sl][m], 90)
+                real[i] = abs(own_change) < o.evidence.min_difference
     real[0] = False
     bright_lab, _ = label_components(bright_lesions, o.connectivity)
     both = (bright_lab > 0) & (anchor_lab > 0)
