@@ -45,6 +45,8 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
                     help="probability per patch of a grey/white-contrast change (a bump of FLAIR intensity)")
     ap.add_argument("--small-lesion-weight", type=float, default=1.0, metavar="W",
                     help="BCE weight up to W on the voxels of lesions under 100 voxels (sqrt(100/size); 1: off)")
+    ap.add_argument("--blob-loss", type=float, default=0.0, metavar="W",
+                    help="add W x the lesion-wise Dice (every lesion in a patch weighs alike; 0: off)")
     ap.add_argument("--lesion-fraction", type=float, default=0.6, help="share of patches centred on a lesion")
     a = ap.parse_args(argv)
     channels = tuple(c.strip() for c in a.channels.split(",") if c.strip())
@@ -57,7 +59,8 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
                        holdout_tta=not a.no_holdout_tta, holdout_predict=not a.no_holdout_predict, session_seconds=a.session_seconds,
                        augment=AugmentConfig(p_synthetic=a.synthetic_lesions, p_tissue_bump=a.tissue_bump),
                        init_weights=a.init, small_lesion_weight=a.small_lesion_weight,
-                       lesion_sampling=a.lesion_sampling, lesion_fraction=a.lesion_fraction)
+                       lesion_sampling=a.lesion_sampling, lesion_fraction=a.lesion_fraction,
+                       blob_weight=a.blob_loss)
 
 
 def package(argv: list[str]) -> int:

@@ -505,7 +505,6 @@ def test_fine_tuning_starts_from_the_given_weights_and_packages_an_ensemble(tmp_
 
 def test_model_json_min_peak_is_read_and_checked(tmp_path):
     import json
-    import shutil
 
     from mslesion.errors import ModelError
     from mslesion.model.store import models_root, read_spec
@@ -573,3 +572,27 @@ def test_training_with_small_lesion_weights_and_tissue_bump_runs(tmp_path):
     assert train(cfg)["iterations"] == 2
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(losses))
+
+
+def test_blob_loss_counts_every_lesion_alike():
+    """Missing a 8-voxel lesion beside a found 27,000-voxel one costs half the blob loss, almost nothing
+    of the batch-wide Dice + BCE; a perfect prediction costs neither."""
+    from mslesion.model.losses import blob_dice_loss, dice_bce_loss
+
+    target = torch.zeros(1, 1, 64, 64, 64)
+    target[0, 0, 5:35, 5:35, 5:35] = 1
+    target[0, 0, 50:52, 50:52, 50:52] = 1
+    perfect = torch.where(target > 0.5, 12.0, -12.0)
+    missed = perfect.clone()
+    missed[0, 0, 50:52, 50:52, 50:52] = -12.0
+    assert float(blob_dice_loss(perfect, target)) < 0.01
+    assert float(blob_dice_loss(missed, target)) == pytest.approx(0.5, abs=0.01)
+    assert float(dice_bce_loss(missed, target) - dice_bce_loss(perfect, target)) < 0.01
+    # probability spilled around a lesion counts against it; far away it does not
+    spill = perfect.clone()
+    spill[0, 0, 46:56, 46:56, 46:48] = 12.0
+    far = perfect.clone()
+    far[0, 0, 60:63, 60:63, 40:60] = 12.0
+    assert float(blob_dice_loss(spill, target)) > 0.3
+    assert float(blob_dice_loss(far, target)) < 0.01
+    assert float(blob_dice_loss(perfect, torch.zeros_like(target))) == 0.0

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .augment import AugmentConfig, intensity_augment, paste_lesions, sample_patch
 from .inference import amp_dtype as inference_amp_dtype
 from .inference import resolve_device, sliding_window_predict
+from .losses import blob_dice_loss, dice_bce_loss
 from .unet import UNet3D
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ class TrainConfig:
     #: min(small_lesion_weight, sqrt(small_lesion_voxels / s)), at least 1 (1.0 = off)
     small_lesion_weight: float = 1.0
     small_lesion_voxels: int = 100
+    #: weight of the lesion-wise Dice term (:func:`~mslesion.model.losses.blob_dice_loss`; 0 = off)
+    blob_weight: float = 0.0
     #: start from these weights (fine-tuning); "" = random initialisation
     init_weights: str = ""
     seed: int = 0
@@ -192,19 +194,6 @@ def draw_batch(cases: list[Case], cfg: TrainConfig, gen: torch.Generator,
     return img, torch.stack(labs).clamp(0, 1), weight
 
 
-def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """BCE (voxel-weighted where ``weight`` is given) + soft Dice over the whole batch.
-
-    Stable with soft targets and empty patches.
-    """
-    logits = logits.float()
-    bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight)
-    p = torch.sigmoid(logits)
-    inter = (p * target).sum()
-    dice = (2 * inter + 1.0) / (p.sum() + target.sum() + 1.0)
-    return bce + (1 - dice)
-
-
 def lr_at(progress: float, cfg: TrainConfig) -> float:
     if progress < cfg.warmup:
         return cfg.lr * max(progress / cfg.warmup, 0.02)
@@ -319,6 +308,8 @@ def train(cfg: TrainConfig) -> dict:
         with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=use_amp):
             logits = net(img)
         loss = dice_bce_loss(logits, lab, weight)
+        if cfg.blob_weight > 0:
+            loss = loss + cfg.blob_weight * blob_dice_loss(logits, lab)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
