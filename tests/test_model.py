@@ -595,4 +595,7 @@ def test_blob_loss_counts_every_lesion_alike():
     far[0, 0, 60:63, 60:63, 40:60] = 12.0
     assert float(blob_dice_loss(spill, target)) > 0.3
     assert float(blob_dice_loss(far, target)) < 0.01
+    # margin 0 (the original blob loss): a false positive anywhere lowers every lesion's Dice
+    assert float(blob_dice_loss(far, target, margin=0)) > 0.3
+    assert float(blob_dice_loss(perfect, target, margin=0)) < 0.1
     assert float(blob_dice_loss(perfect, torch.zeros_like(target))) == 0.0

@@ -30,10 +30,11 @@ def lesion_regions(mask: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarra
 
     Returns ``(lesions, regions, n)``: ``lesions`` labels each lesion 1..n; ``regions`` gives every voxel within
     ``margin`` voxels of a lesion the label of the nearest lesion (so neighbourhoods never overlap), 0 elsewhere.
+    ``margin`` 0 gives no neighbourhoods (``regions`` is all 0): see :func:`blob_dice_loss`.
     """
     lesions, n = ndimage.label(mask, structure=_CONNECTIVITY)
-    if n == 0:
-        return lesions, np.zeros_like(lesions), 0
+    if n == 0 or margin <= 0:
+        return lesions, np.zeros_like(lesions), n
     dist, nearest = ndimage.distance_transform_edt(lesions == 0, return_indices=True)
     regions = lesions[tuple(nearest)]
     regions[dist > margin] = 0
@@ -46,7 +47,9 @@ def blob_dice_loss(logits: torch.Tensor, target: torch.Tensor, margin: int = 6) 
     A 10-voxel lesion weighs as much as a 10,000-voxel one, which a batch-wide Dice does not do (the idea of
     Kofler et al. 2023, "blob loss"). The neighbourhood (``margin`` voxels around the lesion, split between
     neighbouring lesions) charges the predicted probability spilled around the lesion, not far-away false
-    positives, which the batch-wide terms already charge. 0 when the batch holds no lesion.
+    positives, which the batch-wide terms already charge. ``margin`` 0 charges every voxel outside the lesions
+    to every lesion, as the original blob loss does (false positives anywhere in the patch lower each lesion's
+    Dice). 0 when the batch holds no lesion.
     """
     p = torch.sigmoid(logits.float())
     hard = (target.detach() > 0.5).cpu().numpy()
@@ -59,7 +62,10 @@ def blob_dice_loss(logits: torch.Tensor, target: torch.Tensor, margin: int = 6) 
         les = torch.from_numpy(lesions.reshape(-1)).to(p.device, torch.long)
         reg = torch.from_numpy(regions.reshape(-1)).to(p.device, torch.long)
         inter = torch.zeros(n + 1, device=p.device).scatter_add_(0, les, flat_p)[1:]
-        spread = torch.zeros(n + 1, device=p.device).scatter_add_(0, reg, flat_p)[1:]
+        if margin > 0:
+            spread = torch.zeros(n + 1, device=p.device).scatter_add_(0, reg, flat_p)[1:]
+        else:  # the whole patch: the lesion itself plus everything that is no lesion
+            spread = inter + flat_p[les == 0].sum()
         size = torch.bincount(les, minlength=n + 1)[1:].float()
         terms.append(1 - 2 * inter / (spread + size + 1e-6))
     if not terms:

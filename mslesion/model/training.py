@@ -63,6 +63,8 @@ class TrainConfig:
     small_lesion_voxels: int = 100
     #: weight of the lesion-wise Dice term (:func:`~mslesion.model.losses.blob_dice_loss`; 0 = off)
     blob_weight: float = 0.0
+    #: neighbourhood (voxels) in which each lesion's blob Dice is taken; 0: the whole patch
+    blob_margin: int = 6
     #: start from these weights (fine-tuning); "" = random initialisation
     init_weights: str = ""
     seed: int = 0
@@ -309,7 +311,7 @@ def train(cfg: TrainConfig) -> dict:
             logits = net(img)
         loss = dice_bce_loss(logits, lab, weight)
         if cfg.blob_weight > 0:
-            loss = loss + cfg.blob_weight * blob_dice_loss(logits, lab)
+            loss = loss + cfg.blob_weight * blob_dice_loss(logits, lab, cfg.blob_margin)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
