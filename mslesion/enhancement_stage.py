@@ -20,7 +20,7 @@ from .volume import Volume
 log = logging.getLogger(__name__)
 
 #: the lesions.csv columns this stage adds (empty where not assessed)
-LESION_COLUMNS = ("enhancing", "enhancing_mm3", "enhancement_z_p95", "t1_hypointense", "t1_ratio")
+LESION_COLUMNS = ("enhancing", "enhancing_mm3", "enhancement_z_p95", "t1_hypointense", "t1_ratio", "t1_hypointense_mm3")
 
 
 def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
@@ -57,7 +57,8 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
         e = by_id.get(les.id)
         if e is None:
             continue
-        les.extra.update({"t1_hypointense": _yes_no(e.t1_hypointense), "t1_ratio": e.t1_ratio})
+        les.extra.update({"t1_hypointense": _yes_no(e.t1_hypointense), "t1_ratio": e.t1_ratio,
+                          "t1_hypointense_mm3": "" if e.t1_hypointense_mm3 is None else e.t1_hypointense_mm3})
         if has_post:
             les.extra.update({"enhancing": _yes_no(e.enhancing), "enhancing_mm3": e.enhancing_mm3,
                               "enhancement_z_p95": e.enhancement_z_p95})
@@ -65,7 +66,7 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
     section["black_holes"] = sum(bool(e.t1_hypointense) for e in assessed)
     section["reference_t1"] = {"nawm": round(refs.t1_nawm, 3), "csf": round(refs.t1_csf, 3)}
     if has_post:
-        foci = enh.enhancing_foci(sub, brain, work > 0, normal, zooms, rules, t1, refs, flair=flair)
+        foci = enh.enhancing_foci(sub, brain, work > 0, normal, zooms, rules, t1, refs, flair=flair, csf=refs.csf)
         section["enhancing_lesions"] = sum(e.enhancing for e in assessed)
         section["non_enhancing_lesions"] = sum(not e.enhancing for e in assessed)
         section["enhancing_foci_outside_lesions"] = [_focus_row(f, pre) for f in foci]
