@@ -59,12 +59,16 @@ class EnhancementRules:
     focus_max_mm3: float = 2000.0
     #: foci must lie in white matter: median pre-contrast T1 at least this fraction of the way from CSF to NAWM
     focus_min_t1_ratio: float = 0.8
-    #: a lesion is T1-hypointense when its T1 lies below this fraction of the way from CSF to NAWM
-    black_hole_ratio: float = 0.5
-    #: ... in at least this volume (mm^3) of it (T1 median-filtered over 3x3x3 voxels, away from CSF);
-    #: 0 = the lesion's median T1 decides instead
-    black_hole_min_mm3: float = 0.0
-    #: lesion voxels this close (mm) to CSF are left out of the black-hole volume (partial volume with CSF)
+    #: a lesion is T1-hypointense when its T1 lies below this fraction of the way from CSF to NAWM (grey matter lies
+    #: near 0.55 here): 0.4 halved the synthetic false black holes of 0.5 at the same sensitivity
+    #: (scripts/bench_enhancement.py, session 17)
+    black_hole_ratio: float = 0.4
+    #: ... in at least this volume (mm^3) of it (T1 median-filtered over 3x3x3 voxels, away from CSF): a black hole
+    #: may be the core of a larger FLAIR lesion, whose median T1 it does not move (the median rule found 0.57 of
+    #: synthetic >= 5 mm black holes); 0 = the lesion's median T1 decides instead
+    black_hole_min_mm3: float = 10.0
+    #: lesion voxels this close (mm) to CSF are left out of the black-hole volume (partial volume with CSF;
+    #: without it, 3x more synthetic false black holes)
     black_hole_csf_margin_mm: float = 2.0
 
     def as_dict(self) -> dict:
