@@ -47,12 +47,29 @@ class EnhancementRules:
     #: lesions is a compact nodule or ring; 2 keeps synthetic >= 5 mm foci found >= 0.9 (scripts/bench_enhancement.py;
     #: 3 let through 2x more synthetic vessel segments and most vessel-like foci on real scans)
     vessel_elongation: float = 2.0
+    #: foci whose longest axis is more than this many times their second-longest are taken as vessels (lines);
+    #: 0 = not used
+    vessel_tubularity: float = 0.0
+    #: the shape (elongation, tubularity) of a focus is judged on its voxels at z >= this within 2 mm of it, so that a
+    #: ring thresholded into an arc is judged as the ring; 0 = on the voxels at ``z_voxel`` only
+    focus_shape_z: float = 0.0
+    #: foci centred this close (mm) to CSF are taken as subependymal veins or choroid plexus; 0 = not used
+    focus_csf_margin_mm: float = 0.0
     #: foci larger than this (mm^3; a 15 mm ball is 1,767) are vascular trees or sinuses, not lesions
     focus_max_mm3: float = 2000.0
     #: foci must lie in white matter: median pre-contrast T1 at least this fraction of the way from CSF to NAWM
     focus_min_t1_ratio: float = 0.8
-    #: a lesion is T1-hypointense when its T1 lies below this fraction of the way from CSF to NAWM
-    black_hole_ratio: float = 0.5
+    #: a lesion is T1-hypointense when its T1 lies below this fraction of the way from CSF to NAWM (grey matter lies
+    #: near 0.55 here): 0.4 halved the synthetic false black holes of 0.5 at the same sensitivity
+    #: (scripts/bench_enhancement.py, session 17)
+    black_hole_ratio: float = 0.4
+    #: ... in at least this volume (mm^3) of it (T1 median-filtered over 3x3x3 voxels, away from CSF): a black hole
+    #: may be the core of a larger FLAIR lesion, whose median T1 it does not move (the median rule found 0.57 of
+    #: synthetic >= 5 mm black holes); 0 = the lesion's median T1 decides instead
+    black_hole_min_mm3: float = 10.0
+    #: lesion voxels this close (mm) to CSF are left out of the black-hole volume (partial volume with CSF;
+    #: without it, 3x more synthetic false black holes)
+    black_hole_csf_margin_mm: float = 2.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -160,13 +177,25 @@ def normal_enhancement(brain: np.ndarray, csf: np.ndarray, zooms: tuple[float, .
     return surface | ndimage.binary_dilation(csf, iterations=1)
 
 
+def _axes(coords: np.ndarray, zooms: tuple[float, ...]) -> np.ndarray:
+    """Principal-axis variances (mm^2, ascending) of a voxel cloud; a voxel's own extent (1/12) at least."""
+    if len(coords) < 4:
+        return np.ones(3)
+    pts = coords * np.asarray(zooms, float)
+    return np.maximum(np.sort(np.linalg.eigvalsh(np.cov(pts.T))), 1.0 / 12.0)
+
+
 def _elongation(coords: np.ndarray, zooms: tuple[float, ...]) -> float:
     """Ratio of the longest to the shortest principal axis of a voxel cloud (mm)."""
-    if len(coords) < 4:
-        return 1.0
-    pts = coords * np.asarray(zooms, float)
-    ev = np.sort(np.linalg.eigvalsh(np.cov(pts.T)))
-    return float(np.sqrt(max(ev[-1], 1e-6) / max(ev[0], 1.0 / 12.0)))
+    ev = _axes(coords, zooms)
+    return float(np.sqrt(ev[-1] / ev[0]))
+
+
+def _tubularity(coords: np.ndarray, zooms: tuple[float, ...]) -> float:
+    """Ratio of the longest to the second-longest principal axis: large for a line (a vessel), near 1 for a ball,
+    a shell or a part of a shell (a cap), which are two-dimensional or more."""
+    ev = _axes(coords, zooms)
+    return float(np.sqrt(ev[-1] / ev[1]))
 
 
 @dataclass
@@ -179,21 +208,33 @@ class LesionEvidence:
     enhancement_z_p95: float
     t1_hypointense: bool | None
     t1_ratio: float | None
+    #: volume (mm^3) of the lesion below ``black_hole_ratio`` (median-filtered T1, away from CSF)
+    t1_hypointense_mm3: float | None = None
 
 
 def assess_lesions(labels: np.ndarray, n: int, sub_z: np.ndarray | None, normal: np.ndarray | None,
                    t1: np.ndarray | None, refs: References | None, voxel_mm3: float,
-                   rules: EnhancementRules, zooms: tuple[float, ...] = (1.0, 1.0, 1.0)) -> list[LesionEvidence]:
+                   rules: EnhancementRules, zooms: tuple[float, ...] = (1.0, 1.0, 1.0),
+                   csf: np.ndarray | None = None) -> list[LesionEvidence]:
     """Enhancement (needs ``sub_z``) and T1 hypointensity (needs ``t1``) of lesions 1..n of ``labels``.
 
     A lesion's enhancing volume counts voxels of the lesion and of its rim (within ``rules.lesion_rim_mm``
     of it: ring enhancement lies at the lesion's edge, which a FLAIR segmentation may place a little inside
     the enhancing rim) with ``sub_z >= rules.z_voxel``, outside ``normal``.
     T1 ratio = (lesion median T1 - CSF) / (NAWM - CSF): 1 is as bright as NAWM, 0 as dark as CSF.
+    With ``rules.black_hole_min_mm3`` > 0, a lesion is T1-hypointense when that volume of it has a T1 ratio below
+    ``black_hole_ratio`` (T1 median-filtered over 3x3x3 voxels against noise; voxels within
+    ``black_hole_csf_margin_mm`` of ``csf``, default ``refs.csf``, left out against partial volume with CSF):
+    a black hole may be the core of a larger FLAIR lesion, whose median T1 it does not move.
     """
     out = []
     slices = ndimage.find_objects(labels, max_label=n)
-    pad = [int(np.ceil(rules.lesion_rim_mm / z)) + 1 for z in zooms]
+    if csf is None and refs is not None and refs.csf.shape == labels.shape:
+        csf = refs.csf
+    margin = rules.lesion_rim_mm
+    if rules.black_hole_min_mm3 > 0:
+        margin = max(margin, rules.black_hole_csf_margin_mm)
+    pad = [int(np.ceil(margin / z)) + 1 for z in zooms]
     for lid in range(1, n + 1):
         sl = slices[lid - 1]
         if sl is None:
@@ -210,13 +251,27 @@ def assess_lesions(labels: np.ndarray, n: int, sub_z: np.ndarray | None, normal:
                 mm3 = float(np.count_nonzero(z >= rules.z_voxel)) * voxel_mm3
                 p95 = float(np.percentile(z, 95))
             enhancing = mm3 >= rules.lesion_min_mm3
-        hypo, ratio = None, None
+        hypo, ratio, hypo_mm3 = None, None, None
         if t1 is not None and refs is not None and refs.t1_nawm > refs.t1_csf:
             ratio = (float(np.median(t1[box][own])) - refs.t1_csf) / (refs.t1_nawm - refs.t1_csf)
             hypo = ratio < rules.black_hole_ratio
+            if rules.black_hole_min_mm3 > 0:
+                hypo_mm3 = _hypointense_mm3(t1[box], own, None if csf is None else csf[box], refs, rules, zooms)
+                hypo = hypo_mm3 >= rules.black_hole_min_mm3
         out.append(LesionEvidence(lid, enhancing, round(mm3, 1), round(p95, 2),
-                                  hypo, None if ratio is None else round(ratio, 3)))
+                                  hypo, None if ratio is None else round(ratio, 3),
+                                  None if hypo_mm3 is None else round(hypo_mm3, 1)))
     return out
+
+
+def _hypointense_mm3(t1: np.ndarray, own: np.ndarray, csf: np.ndarray | None, refs: References,
+                     rules: EnhancementRules, zooms: tuple[float, ...]) -> float:
+    """Volume (mm^3) of ``own`` whose median-filtered T1 ratio is below ``black_hole_ratio``, away from CSF."""
+    smooth = ndimage.median_filter(t1, size=3, mode="nearest")
+    zone = own & ((smooth - refs.t1_csf) < rules.black_hole_ratio * (refs.t1_nawm - refs.t1_csf))
+    if csf is not None and csf.any() and rules.black_hole_csf_margin_mm > 0:
+        zone &= ndimage.distance_transform_edt(~csf, sampling=zooms) > rules.black_hole_csf_margin_mm + 1e-6
+    return float(np.count_nonzero(zone)) * float(np.prod(zooms))
 
 
 @dataclass
@@ -234,7 +289,8 @@ class EnhancingFocus:
 
 def enhancing_foci(sub_z: np.ndarray, brain: np.ndarray, lesions: np.ndarray, normal: np.ndarray,
                    zooms: tuple[float, ...], rules: EnhancementRules, t1: np.ndarray | None = None,
-                   refs: References | None = None, flair: np.ndarray | None = None) -> list[EnhancingFocus]:
+                   refs: References | None = None, flair: np.ndarray | None = None,
+                   csf: np.ndarray | None = None) -> list[EnhancingFocus]:
     """Compact enhancing components in white matter, away from FLAIR lesions and normal enhancement.
 
     Rejected: components under ``focus_min_mm3`` or over ``focus_max_mm3`` (vascular trees, sinuses),
@@ -243,7 +299,8 @@ def enhancing_foci(sub_z: np.ndarray, brain: np.ndarray, lesions: np.ndarray, no
     With ``flair``, each focus carries its median FLAIR (robust z) as evidence; it is not a criterion.
     """
     voxel_mm3 = float(np.prod(zooms))
-    cand = (sub_z >= rules.z_voxel) & brain & ~ndimage.binary_dilation(lesions, iterations=2) & ~normal
+    cand_wide = brain & ~ndimage.binary_dilation(lesions, iterations=2) & ~normal
+    cand = (sub_z >= rules.z_voxel) & cand_wide
     labels, _ = ndimage.label(cand, structure=np.ones((3, 3, 3), bool))
     foci = []
     for lid, sl in enumerate(ndimage.find_objects(labels), start=1):
@@ -258,14 +315,57 @@ def enhancing_foci(sub_z: np.ndarray, brain: np.ndarray, lesions: np.ndarray, no
             if ratio < rules.focus_min_t1_ratio:
                 continue
         coords = np.argwhere(own) + np.array([s.start for s in sl])
-        elong = _elongation(coords, zooms)
+        shape_coords = coords
+        if rules.focus_shape_z and rules.focus_shape_z < rules.z_voxel:
+            shape_coords = _grown(sub_z, cand_wide, sl, own, rules.focus_shape_z, 2.0, zooms)
+        elong = _elongation(shape_coords, zooms)
         if elong > rules.vessel_elongation:
+            continue
+        if rules.vessel_tubularity and _tubularity(shape_coords, zooms) > rules.vessel_tubularity:
+            continue
+        if csf is not None and rules.focus_csf_margin_mm > 0 and _near(
+                csf, sl, _centre_voxel(coords, sl, own.shape), rules.focus_csf_margin_mm, zooms):
             continue
         centre = tuple(float(c) for c in coords.mean(axis=0))
         fl = None if flair is None else round(float(np.median(flair[sl][own])), 2)
         foci.append(EnhancingFocus(centre, round(vol, 1), round(float(sub_z[sl][own].max()), 2),  # type: ignore[arg-type]
                                    round(elong, 2), fl, coords))
     return foci
+
+
+def _grown(sub_z: np.ndarray, allowed: np.ndarray, sl: tuple[slice, ...], own: np.ndarray, z_low: float,
+           reach_mm: float, zooms: tuple[float, ...]) -> np.ndarray:
+    """Voxel coordinates of ``own`` (a component in the box ``sl``) and of the ``allowed`` voxels at ``z >= z_low``
+    within ``reach_mm`` of it."""
+    pad = [int(np.ceil(reach_mm / z)) + 1 for z in zooms]
+    box = tuple(slice(max(0, s.start - p), min(n, s.stop + p)) for s, p, n in zip(sl, pad, sub_z.shape))
+    inner = tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(sl, box))
+    seed = np.zeros(tuple(b.stop - b.start for b in box), bool)
+    seed[inner] = own
+    reach = ndimage.distance_transform_edt(~seed, sampling=zooms) <= reach_mm + 1e-6
+    region = seed | (reach & allowed[box] & (sub_z[box] >= z_low))
+    return np.argwhere(region) + np.array([b.start for b in box])
+
+
+def _centre_voxel(coords: np.ndarray, sl: tuple[slice, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """A mask of the box ``sl`` with only the voxel nearest to the centroid of ``coords`` set."""
+    out = np.zeros(shape, bool)
+    idx = np.rint(coords.mean(axis=0)).astype(int) - np.array([s.start for s in sl])
+    out[tuple(np.clip(idx, 0, np.array(shape) - 1))] = True
+    return out
+
+
+def _near(mask: np.ndarray, sl: tuple[slice, ...], own: np.ndarray, margin_mm: float,
+          zooms: tuple[float, ...]) -> bool:
+    """Whether any voxel of ``own`` (a component in the box ``sl``) lies within ``margin_mm`` of ``mask``."""
+    pad = [int(np.ceil(margin_mm / z)) + 1 for z in zooms]
+    box = tuple(slice(max(0, s.start - p), min(n, s.stop + p)) for s, p, n in zip(sl, pad, mask.shape))
+    local = mask[box]
+    if not local.any():
+        return False
+    inner = tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(sl, box))
+    dist = ndimage.distance_transform_edt(~local, sampling=zooms)[inner]
+    return bool((dist[own] <= margin_mm + 1e-6).any())
 
 
 def enhancement_map(labels: np.ndarray, evidence: list[LesionEvidence], sub_z: np.ndarray, normal: np.ndarray,

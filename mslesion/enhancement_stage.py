@@ -20,7 +20,7 @@ from .volume import Volume
 log = logging.getLogger(__name__)
 
 #: the lesions.csv columns this stage adds (empty where not assessed)
-LESION_COLUMNS = ("enhancing", "enhancing_mm3", "enhancement_z_p95", "t1_hypointense", "t1_ratio")
+LESION_COLUMNS = ("enhancing", "enhancing_mm3", "enhancement_z_p95", "t1_hypointense", "t1_ratio", "t1_hypointense_mm3")
 
 
 def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
@@ -41,14 +41,19 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
         reason = "no T1 given" if not has_post else "a post-contrast T1 needs the pre-contrast T1 (--t1) too"
         section["dissemination_in_time"] = {**enh.dissemination_in_time([], assessed=False), "reason": reason}
         return section, None
-    work = resample_like(pre.native.with_data(labels).as_labels(), pre.flair).data.astype(np.int32)
-    brain = pre.brain_mask.data > 0
-    flair, t1 = pre.images["flair"].data, pre.images["t1"].data
+    work_full = resample_like(pre.native.with_data(labels).as_labels(), pre.flair).data.astype(np.int32)
+    # everything below runs in the bounding box of the brain and the lesions (with a margin, so that erosions,
+    # gradients and distance transforms are as on the whole grid): about half the working grid, half the time
+    crop = _bounding_box((pre.brain_mask.data > 0) | (work_full > 0), margin=8)
+    origin = np.array([s.start for s in crop], float)
+    work = work_full[crop]
+    brain = pre.brain_mask.data[crop] > 0
+    flair, t1 = pre.images["flair"].data[crop], pre.images["t1"].data[crop]
     refs = enh.reference_masks(flair, t1, brain, work > 0)
     zooms = tuple(float(z) for z in pre.flair.zooms)
     sub = normal = None
     if has_post:
-        sub = enh.subtraction_z(t1, pre.images["t1post"].data, brain & (work == 0), zooms=zooms)
+        sub = enh.subtraction_z(t1, pre.images["t1post"].data[crop], brain & (work == 0), zooms=zooms)
         normal = enh.normal_enhancement(brain, refs.csf, zooms, rules)
     evidence = enh.assess_lesions(work, int(labels.max()), sub, normal, t1, refs, float(np.prod(zooms)), rules,
                                   zooms=zooms)
@@ -57,7 +62,8 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
         e = by_id.get(les.id)
         if e is None:
             continue
-        les.extra.update({"t1_hypointense": _yes_no(e.t1_hypointense), "t1_ratio": e.t1_ratio})
+        les.extra.update({"t1_hypointense": _yes_no(e.t1_hypointense), "t1_ratio": e.t1_ratio,
+                          "t1_hypointense_mm3": "" if e.t1_hypointense_mm3 is None else e.t1_hypointense_mm3})
         if has_post:
             les.extra.update({"enhancing": _yes_no(e.enhancing), "enhancing_mm3": e.enhancing_mm3,
                               "enhancement_z_p95": e.enhancement_z_p95})
@@ -65,7 +71,11 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
     section["black_holes"] = sum(bool(e.t1_hypointense) for e in assessed)
     section["reference_t1"] = {"nawm": round(refs.t1_nawm, 3), "csf": round(refs.t1_csf, 3)}
     if has_post:
-        foci = enh.enhancing_foci(sub, brain, work > 0, normal, zooms, rules, t1, refs, flair=flair)
+        foci = enh.enhancing_foci(sub, brain, work > 0, normal, zooms, rules, t1, refs, flair=flair, csf=refs.csf)
+        for f in foci:                                   # back to working-grid voxels
+            f.centroid_vox = tuple(float(c) for c in np.asarray(f.centroid_vox) + origin)  # type: ignore[assignment]
+            if f.voxels is not None:
+                f.voxels = f.voxels + origin.astype(int)
         section["enhancing_lesions"] = sum(e.enhancing for e in assessed)
         section["non_enhancing_lesions"] = sum(not e.enhancing for e in assessed)
         section["enhancing_foci_outside_lesions"] = [_focus_row(f, pre) for f in foci]
@@ -74,11 +84,30 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
     if not has_post:
         section["dissemination_in_time"]["reason"] = "no post-contrast T1 given (--t1post)"
     else:
-        work_map = enh.enhancement_map(work, evidence, sub, normal, foci, rules, zooms)
+        work_map = np.zeros(work_full.shape, np.uint8)
+        work_map[crop] = enh.enhancement_map(work, evidence, sub, normal,
+                                             [_shifted(f, -origin) for f in foci], rules, zooms)
         emap = pre.to_native(pre.flair.with_data(work_map.astype(np.float32)), order=0)
         emap = emap.with_data(np.rint(emap.data).astype(np.uint8))
     log.info("enhancement: %s", {k: v for k, v in section.items() if k != "rules"})
     return section, emap
+
+
+def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+    """The bounding box of ``mask`` grown by ``margin`` voxels (clipped to the grid); the whole grid if empty."""
+    idx = np.argwhere(mask)
+    if idx.size == 0:
+        return tuple(slice(0, n) for n in mask.shape)
+    lo, hi = idx.min(0) - margin, idx.max(0) + 1 + margin
+    return tuple(slice(max(0, int(a)), min(n, int(b))) for a, b, n in zip(lo, hi, mask.shape))
+
+
+def _shifted(focus: enh.EnhancingFocus, offset: np.ndarray) -> enh.EnhancingFocus:
+    """A copy of ``focus`` with its voxels moved by ``offset`` (for the map, which is drawn in the crop)."""
+    from dataclasses import replace
+
+    voxels = None if focus.voxels is None else focus.voxels + offset.astype(int)
+    return replace(focus, voxels=voxels)
 
 
 def _yes_no(value: bool | None) -> str:

@@ -119,34 +119,52 @@ class Scan:
 
     def foci_near(self, box, z: np.ndarray, near) -> bool:
         foci = enh.enhancing_foci(z, self.a["brain"][box], self.a["lesions"][box], self.normal[box], self.zooms,
-                                  self.rules, self.a["t1"][box], self.refs, flair=self.a["flair"][box])
+                                  self.rules, self.a["t1"][box], self.refs, flair=self.a["flair"][box],
+                                  csf=self.refs.csf[box])
         origin = np.array([s.start for s in box])
         return any(near(np.array(f.centroid_vox) + origin) for f in foci)
 
 
-def run_patient(name: str, scan: Scan, args, rng: np.random.Generator, hits: dict) -> None:
+def run_patient(name: str, index: int, scan: Scan, args, hits: dict) -> None:
     a, rules = scan.a, scan.rules
     ev = enh.assess_lesions(scan.labels, scan.n, scan.sub, scan.normal, a["t1"], scan.refs,
                             float(np.prod(scan.zooms)), rules, zooms=scan.zooms)
     foci = enh.enhancing_foci(scan.sub, a["brain"], a["lesions"], scan.normal, scan.zooms, rules, a["t1"], scan.refs,
-                              flair=a["flair"])
+                              flair=a["flair"], csf=scan.refs.csf)
     print(f"\n{name}: {scan.n} FLAIR lesions (expert mask)")
     print(f"  enhancing lesions: {sum(e.enhancing for e in ev)}; T1-hypointense: {sum(bool(e.t1_hypointense) for e in ev)}"
           f"; enhancing foci outside lesions: {len(foci)}")
     hits.setdefault(("unmodified", "enhancing lesions"), []).append(sum(e.enhancing for e in ev))
     hits.setdefault(("unmodified", "foci"), []).append(len(foci))
+    hits.setdefault(("unmodified", "T1-hypointense lesions"), []).append(sum(bool(e.t1_hypointense) for e in ev))
     for e in ev:
         if e.enhancing:
             print(f"    enhancing lesion {e.lesion_id}: {e.enhancing_mm3} mm^3, p95 z {e.enhancement_z_p95}")
     for f in foci:
         print(f"    focus at voxel {tuple(round(c) for c in f.centroid_vox)}: {f.volume_mm3} mm^3, z max {f.z_max}, "
               f"elongation {f.elongation}")
+    for e in ev:
+        if e.t1_hypointense:
+            print(f"    T1-hypointense lesion {e.lesion_id}: ratio {e.t1_ratio}, hypointense {e.t1_hypointense_mm3} mm^3")
+    # one random stream per part and patient: the placements of a part do not depend on which other parts run
+    if "enhancement" in args.parts:
+        insert_enhancement(scan, ev, args, np.random.default_rng([args.seed, index, 0]), hits)
+    if "vessels" in args.parts:
+        insert_vessels(scan, args, np.random.default_rng([args.seed, index, 1]), hits)
+    if "black-holes" in args.parts:
+        insert_black_holes(scan, ev, args, np.random.default_rng([args.seed, index, 2]), hits)
+
+
+def insert_enhancement(scan: Scan, ev: list, args, rng: np.random.Generator, hits: dict) -> None:
     non_enh = [e.lesion_id for e in ev if not e.enhancing]
     nawm_idx = np.argwhere(ndimage.binary_erosion(scan.refs.nawm, iterations=4))
+    dist_csf = ndimage.distance_transform_edt(~scan.refs.csf, sampling=scan.zooms)
+    # NAWM next to CSF (centre 2-5 mm from it), where the eroded NAWM above never places a site
+    pv_idx = np.argwhere(scan.refs.nawm & (dist_csf >= 2) & (dist_csf < 5))
     amp = args.amplitude * scan.contrast
     for size, (dmin, dmax) in SIZES.items():
         for shape_name in ("nodular", "ring"):
-            for place in ("in-lesion", "nawm"):
+            for place in args.places:
                 for _ in range(args.placements):
                     d = rng.uniform(dmin, dmax)
                     if place == "in-lesion":
@@ -156,7 +174,8 @@ def run_patient(name: str, scan: Scan, args, rng: np.random.Generator, hits: dic
                         lo = np.minimum(pts.min(0), centre - d / 2 - 1)
                         hi = np.maximum(pts.max(0) + 1, centre + d / 2 + 2)
                     else:
-                        centre = nawm_idx[rng.integers(len(nawm_idx))].astype(float)
+                        idx = nawm_idx if place == "nawm" else pv_idx
+                        centre = idx[rng.integers(len(idx))].astype(float)
                         lo, hi = centre - 24, centre + 25
                     box = scan.box(lo, hi)
                     shape = tuple(s.stop - s.start for s in box)
@@ -173,6 +192,10 @@ def run_patient(name: str, scan: Scan, args, rng: np.random.Generator, hits: dic
                     hits.setdefault((size, shape_name, place), []).append(int(found))
                     if d >= 5:
                         hits.setdefault((">=5mm", shape_name, place), []).append(int(found))
+
+
+def insert_vessels(scan: Scan, args, rng: np.random.Generator, hits: dict) -> None:
+    nawm_idx = np.argwhere(ndimage.binary_erosion(scan.refs.nawm, iterations=4))
     for _ in range(args.placements * 3):
         centre = nawm_idx[rng.integers(len(nawm_idx))].astype(float)
         box = scan.box(centre - 24, centre + 25)
@@ -182,6 +205,57 @@ def run_patient(name: str, scan: Scan, args, rng: np.random.Generator, hits: dic
         z = scan.local_z(box, args.vessel_amplitude * scan.contrast * tube(shape, c_box, length, thick, rng))
         called = scan.foci_near(box, z, lambda p: np.linalg.norm(p - centre) <= length / 2 + 3)
         hits.setdefault(("vessel", "tube", "nawm (false)"), []).append(int(called))
+
+
+def insert_black_holes(scan: Scan, ev: list, args, rng: np.random.Generator, hits: dict) -> None:
+    """Synthetic T1 black holes, and lesions that are not black holes.
+
+    - "black hole": a soft ball darker by ``--bh-amplitude`` x (NAWM - CSF) on the pre-contrast T1, centred on a voxel
+      of a real FLAIR lesion that is not T1-hypointense on the unmodified scan. The FLAIR lesion is that expert lesion
+      joined with a ball 0 to ``--edge-offset-mm`` larger than the hole (T1 hypointensity lies inside the FLAIR
+      lesion), without CSF.
+    - "same lesion, T1 unmodified (false)": that FLAIR lesion without the hole; a call is false.
+    - "NAWM lesion, ratio 0.8 (false)": a FLAIR lesion of the same size in NAWM whose T1 is lowered by
+      ``--lesion-t1-drop`` x (NAWM - CSF) (default 0.2: the median T1 ratio of the expert lesions here is 0.8), no hole;
+      a call is false.
+    """
+    a, refs = scan.a, scan.refs
+    contrast_t1 = refs.t1_nawm - refs.t1_csf
+    voxel_mm3 = float(np.prod(scan.zooms))
+    plain = [e.lesion_id for e in ev if not e.t1_hypointense]
+    nawm_idx = np.argwhere(ndimage.binary_erosion(refs.nawm, iterations=4))
+
+    def called(own: np.ndarray, t1: np.ndarray, box) -> int:
+        out = enh.assess_lesions(own.astype(np.int32), 1, None, None, t1, refs, voxel_mm3, scan.rules,
+                                 zooms=scan.zooms, csf=refs.csf[box])
+        return int(bool(out and out[0].t1_hypointense))
+
+    for size, (dmin, dmax) in SIZES.items():
+        for _ in range(args.placements):
+            d = rng.uniform(dmin, dmax)
+            r_flair = d / 2 + rng.uniform(0, args.edge_offset_mm)
+            lid = int(rng.choice(plain))
+            pts = np.argwhere(scan.labels == lid)
+            centre = pts[rng.integers(len(pts))].astype(float)
+            box = scan.box(np.minimum(pts.min(0), centre - r_flair - 1), np.maximum(pts.max(0) + 1, centre + r_flair + 2))
+            shape = tuple(s.stop - s.start for s in box)
+            c_box = centre - np.array([s.start for s in box])
+            own = ((scan.labels[box] == lid) | ball_mask(shape, c_box, r_flair)) & a["brain"][box] & ~refs.csf[box]
+            hole = blob(shape, c_box, d, ring=False)
+            results = [("black hole", called(own, a["t1"][box] - args.bh_amplitude * contrast_t1 * hole, box)),
+                       ("same lesion, T1 unmodified (false)", called(own, a["t1"][box], box))]
+            centre = nawm_idx[rng.integers(len(nawm_idx))].astype(float)
+            box = scan.box(centre - r_flair - 1, centre + r_flair + 2)
+            shape = tuple(s.stop - s.start for s in box)
+            c_box = centre - np.array([s.start for s in box])
+            own = ball_mask(shape, c_box, r_flair) & a["brain"][box] & ~refs.csf[box]
+            soft = ndimage.gaussian_filter(own.astype(np.float32), 0.5)
+            results.append(("NAWM lesion, ratio 0.8 (false)",
+                            called(own, a["t1"][box] - args.lesion_t1_drop * contrast_t1 * soft, box)))
+            for label, found in results:
+                hits.setdefault((size, label, "T1"), []).append(found)
+                if d >= 5:
+                    hits.setdefault((">=5mm", label, "T1"), []).append(found)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,6 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patients", nargs="+", default=["patient07", "patient26"])
     ap.add_argument("--rule", action="append", default=[], metavar="NAME=VALUE",
                     help="override an EnhancementRules field, e.g. --rule lesion_rim_mm=1 (repeatable)")
+    ap.add_argument("--places", nargs="+", choices=("in-lesion", "nawm", "nawm-periventricular"), default=["in-lesion", "nawm"],
+                    help="where to insert synthetic enhancement (a sweep of the focus rules needs only nawm)")
+    ap.add_argument("--bh-amplitude", type=float, default=0.7,
+                    help="synthetic black hole: T1 darker by this x (NAWM - CSF); 0.7 takes NAWM to a ratio of 0.3")
+    ap.add_argument("--lesion-t1-drop", type=float, default=0.2,
+                    help="T1 of a synthetic non-black-hole lesion: lower by this x (NAWM - CSF)")
+    ap.add_argument("--parts", nargs="+", choices=("enhancement", "vessels", "black-holes"),
+                    default=["enhancement", "vessels", "black-holes"])
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     rules = enh.EnhancementRules()
@@ -203,24 +285,23 @@ def main(argv: list[str] | None = None) -> int:
         name, _, value = item.partition("=")
         rules = dataclasses.replace(rules, **{name: float(value)})
     print(f"rules: {rules}")
-    rng = np.random.default_rng(args.seed)
     hits: dict[tuple[str, ...], list[int]] = {}
-    for patient in args.patients:
+    for index, patient in enumerate(args.patients):
         t0 = time.perf_counter()
         scan = Scan(load_scan(args.data / "brain_ms/ljubljana" / patient, args.cache), rules)
         print(f"{patient}: prepared in {time.perf_counter() - t0:.1f} s")
-        run_patient(patient, scan, args, rng, hits)
+        run_patient(patient, index, scan, args, hits)
     print(f"\nsynthetic enhancement, amplitude {args.amplitude} x (NAWM - CSF) on the post-contrast T1, "
           f"{args.placements} placements per cell and patient; ring mode {args.ring_mode}"
           + (f" (FLAIR edge 0-{args.edge_offset_mm} mm inside the ring)" if args.ring_mode == "edge" else ""))
-    print(f"{'size':10s} {'shape':8s} {'place':18s} {'found':>6s}")
+    print(f"{'size':10s} {'shape':34s} {'place':12s} {'found':>6s}")
     for key, h in hits.items():
         if key[0] == "unmodified":
             print(f"unmodified scans: {key[1]} per scan {h}")
     for key3, h in sorted(hits.items()):
         if len(key3) == 3:
             size, shape_name, place = key3
-            print(f"{size:10s} {shape_name:8s} {place:18s} {np.mean(h):6.2f}  ({sum(h)}/{len(h)})")
+            print(f"{size:10s} {shape_name:34s} {place:12s} {np.mean(h):6.2f}  ({sum(h)}/{len(h)})")
     return 0
 
 

@@ -141,3 +141,31 @@ def test_enhancement_map_marks_the_enhancing_lesion_and_the_focus(phantom):
     assert np.linalg.norm(lesion_part.mean(0) - (40, 22, 40)) < 1.5       # the enhancing lesion only
     assert np.linalg.norm(focus_part.mean(0) - phantom["focus"]) < 1.5
     assert not emap[_ball((40, 58, 40), 5)].any()                          # nothing at the non-enhancing lesion
+
+
+
+def test_black_hole_core_of_a_large_lesion_counts_but_csf_partial_volume_does_not(phantom):
+    """Volume rule: a 5 mm dark core in a 14 mm FLAIR lesion makes it T1-hypointense (its median T1 does not);
+    a lesion beside the ventricle, dark only in the 2 mm next to the CSF (partial volume), is not a black hole."""
+    import dataclasses
+
+    from scipy import ndimage
+
+    big, core = _ball((40, 40, 66), 7), _ball((40, 40, 66), 2.5)
+    beside = _ball((40, 40, 51), 4) & ~_ball((40, 40, 40), 6)          # touches the 6 mm "ventricle"
+    t1, flair = phantom["t1"].copy(), phantom["flair"].copy()
+    t1[big | beside] = 0.8                                             # a little darker than NAWM (1.0)
+    t1[core] = -0.8                                                    # nearly as dark as CSF (-1.0)
+    t1[beside & _ball((40, 40, 40), 8)] = -0.5                         # partial volume with CSF
+    flair[big | beside] = 2.0
+    refs = enh.reference_masks(flair, t1, phantom["brain"], big | beside)
+    labels = np.zeros(SHAPE, np.int32)
+    labels[big], labels[beside] = 1, 2
+    rules = dataclasses.replace(enh.EnhancementRules(), black_hole_min_mm3=20.0, black_hole_csf_margin_mm=3.0)
+    by_id = {e.lesion_id: e for e in enh.assess_lesions(labels, 2, None, None, t1, refs, 1.0, rules)}
+    assert by_id[1].t1_hypointense is True and by_id[1].t1_ratio > 0.7 and by_id[1].t1_hypointense_mm3 >= 40
+    assert by_id[2].t1_hypointense is False
+    median_rule = dataclasses.replace(rules, black_hole_min_mm3=0.0)
+    by_id = {e.lesion_id: e for e in enh.assess_lesions(labels, 2, None, None, t1, refs, 1.0, median_rule)}
+    assert by_id[1].t1_hypointense is False                            # the lesion's median misses the core
+    assert ndimage.label(beside)[1] == 1
