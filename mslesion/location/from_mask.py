@@ -96,7 +96,7 @@ def report_mask(flair: str | Path, lesions: str | Path, out_dir: str | Path | No
     timings["total_s"] = time.perf_counter() - t_start
     report = build_report(vols, _MaskSource(), mask_threshold, found, location, timings, opts)
     report.lesion_mask_input = LesionMaskInput(path=str(lesions), sha256=sha256_of(lesions), resampled=resampled)
-    report["volumes"] = volumes.to_dict()
+    report.volumes = volumes.section()
     if resampled is not None:
         resampled["lesion_count_on_flair_grid"] = len(found)
     result = AnalysisResult(mask, None, found, location, report, pre, out, volumes)
