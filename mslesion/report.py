@@ -273,7 +273,7 @@ class SingleVisitDit(Section):
     reason: str | None = None
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SingleVisitDit":
+    def from_dict(cls, d: "SingleVisitDit | Mapping[str, Any]") -> "SingleVisitDit":
         return d if isinstance(d, SingleVisitDit) else cls._from_fields(d)
 
 
@@ -328,7 +328,7 @@ class EnhancementSection(Section):
     dissemination_in_time: SingleVisitDit = field(default_factory=SingleVisitDit)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EnhancementSection":
+    def from_dict(cls, d: "EnhancementSection | Mapping[str, Any]") -> "EnhancementSection":
         """From a report.json ``enhancement`` object (fields it lacks read as missing)."""
         if isinstance(d, EnhancementSection):
             return d
@@ -367,7 +367,7 @@ class VolumesSection(Section):
     labels: dict[str, str] = field(default_factory=lambda: dict(TISSUE_LABELS))
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "VolumesSection":
+    def from_dict(cls, d: "VolumesSection | Mapping[str, Any]") -> "VolumesSection":
         """From a report.json ``volumes`` object (fields it lacks read as missing)."""
         if isinstance(d, VolumesSection):
             return d
