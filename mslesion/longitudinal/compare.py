@@ -196,7 +196,7 @@ def _registration_view(vol: Volume, mask: np.ndarray, spacing: float = REGISTRAT
     offset = np.eye(4)
     offset[:3, 3] = [b.start for b in box]
     data = vol.data[box]
-    crop = Volume(np.ascontiguousarray(data - float(data.min())), vol.affine @ offset, vol.path, dict(vol.meta))
+    crop = Volume(np.ascontiguousarray(data - float(data.min())), vol.affine @ offset, vol.path, vol.meta.copy())
     shape, affine = isotropic_grid(crop, spacing)
     small = resample_to_grid(crop, shape, affine, order=1)
     small_mask = resample_to_grid(crop.with_data(mask[box].astype(np.float32)), shape, affine, order=1).data >= 0.5

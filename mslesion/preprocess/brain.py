@@ -22,7 +22,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from ..errors import InputError
-from ..volume import Volume
+from ..volume import Volume, VolumeMeta
 from .sitk_bridge import registration_method, reproducible_threads, to_sitk, transform_to_ras_matrix
 
 log = logging.getLogger(__name__)
@@ -280,11 +280,14 @@ def template_brain(vol: Volume, data: np.ndarray, head: np.ndarray, contrast: st
 
 
 def _described(vol: Volume, mask: np.ndarray, head: np.ndarray, method: str, contrast: str,
-               **meta: object) -> Volume:
+               to_mni: np.ndarray | None = None) -> Volume:
     in_head = head_fraction(mask, head)
     log.info("brain mask (%s, %s) %s: %.0f ml, %.1f%% inside the head", contrast, method, vol.path,
              mask.sum() * vol.voxel_volume_ml, 100 * in_head)
-    return vol.with_data(mask.astype(np.uint8), brain_method=method, in_head_fraction=in_head, **meta)
+    meta = VolumeMeta(brain_method=method, in_head_fraction=in_head)
+    if to_mni is not None:
+        meta["to_mni"] = to_mni
+    return vol.with_data(mask.astype(np.uint8), **meta)
 
 
 def _plausible(mask: Volume) -> bool:
