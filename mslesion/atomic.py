@@ -104,6 +104,18 @@ def output_group(folder: str | Path, previous: tuple[str, ...] = ()) -> Iterator
         raise OutputError(folder, f"cannot move the finished outputs into place ({exc.strerror or exc})") from exc
 
 
+def readable_path(target: str | Path) -> Path:
+    """Where ``target``'s content can be read now: inside an :func:`output_group` a file written in the
+    group is still its temp file (renamed when the group ends); otherwise ``target`` itself."""
+    group = _GROUP.get()
+    if group:
+        want = Path(target).resolve()
+        for tmp, staged in reversed(group):  # the last write of a target is the one renamed into place
+            if staged.resolve() == want:
+                return tmp
+    return Path(target)
+
+
 def write_text(target: str | Path, text: str) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -18,12 +18,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import InputError
 from .limits import MAX_AXIS, MAX_VOXELS, check_affine
 from .volume import Volume
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ def _one_line(exc: BaseException) -> str:
     return text[:200]
 
 
-def _floats(ds: object, tag: str, n: int, path: Path) -> np.ndarray:
+def _floats(ds: Dataset, tag: str, n: int, path: str | Path) -> np.ndarray:
     value = getattr(ds, tag, None)
     if value is None:
         raise InputError(path, f"DICOM tag {tag} is missing")
@@ -66,12 +70,12 @@ def _floats(ds: object, tag: str, n: int, path: Path) -> np.ndarray:
     return arr
 
 
-def _read_headers(folder: Path) -> list[tuple[Path, object]]:
+def _read_headers(folder: Path) -> list[tuple[Path, Dataset]]:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    headers = []
+    headers: list[tuple[Path, Dataset]] = []
     for path in files:
         if path.name.upper() == "DICOMDIR":
             continue
@@ -89,12 +93,12 @@ def _read_headers(folder: Path) -> list[tuple[Path, object]]:
     return headers
 
 
-def _series_key(ds: object) -> str:
+def _series_key(ds: Dataset) -> str:
     uid = getattr(ds, "SeriesInstanceUID", None)
     return str(uid) if uid else "(no SeriesInstanceUID)"
 
 
-def _describe(key: str, items: list[tuple[Path, object]]) -> str:
+def _describe(key: str, items: list[tuple[Path, Dataset]]) -> str:
     ds = items[0][1]
     number = getattr(ds, "SeriesNumber", "?")
     desc = str(getattr(ds, "SeriesDescription", "") or "").strip() or "no description"
@@ -111,7 +115,7 @@ def load_dicom_series(folder: Path, role: str = "image") -> Volume:
     headers = _read_headers(folder)
     if not headers:
         raise InputError(folder, f"{role} folder holds no DICOM image files")
-    groups: dict[str, list[tuple[Path, object]]] = {}
+    groups: dict[str, list[tuple[Path, Dataset]]] = {}
     for path, ds in headers:
         groups.setdefault(_series_key(ds), []).append((path, ds))
     if len(groups) > 1:
@@ -136,13 +140,13 @@ def load_dicom_series(folder: Path, role: str = "image") -> Volume:
     return Volume(data, affine, folder, {"role": role, "dicom_series_uid": uid})
 
 
-def _item(seq_parent: object, seq: str) -> object | None:
+def _item(seq_parent: Dataset | None, seq: str) -> Dataset | None:
     """First item of sequence ``seq`` in a functional-group item, or None."""
     value = getattr(seq_parent, seq, None) if seq_parent is not None else None
     return value[0] if value else None
 
 
-def _group_attr(frame_group: object, shared: object, seq: str, tag: str) -> object | None:
+def _group_attr(frame_group: Dataset, shared: Dataset | None, seq: str, tag: str) -> Dataset | None:
     """The item of ``seq`` that holds ``tag``, per-frame first, then shared."""
     for group in (frame_group, shared):
         item = _item(group, seq)
@@ -151,7 +155,7 @@ def _group_attr(frame_group: object, shared: object, seq: str, tag: str) -> obje
     return None
 
 
-def _frames(path: Path, ds: object) -> list[_Slice]:
+def _frames(path: Path, ds: Dataset) -> list[_Slice]:
     """The 2-D images of one file, with their geometry."""
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
@@ -195,7 +199,7 @@ def _frames(path: Path, ds: object) -> list[_Slice]:
     return frames
 
 
-def _geometry(items: list[tuple[Path, object]], folder: Path, role: str):
+def _geometry(items: list[tuple[Path, Dataset]], folder: Path, role: str):
     slices = [sl for path, ds in items for sl in _frames(path, ds)]
     first = slices[0]
     iop = first.orientation

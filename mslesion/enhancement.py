@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from .report import SingleVisitDit
+
 #: median absolute deviation -> standard deviation for a normal distribution
 _MAD_TO_SD = 1.4826
 
@@ -388,14 +390,19 @@ def enhancement_map(labels: np.ndarray, evidence: list[LesionEvidence], sub_z: n
     return out
 
 
-def dissemination_in_time(evidence: list[LesionEvidence], assessed: bool) -> dict:
-    """McDonald 2017 single-visit DIT: enhancing and non-enhancing lesions at the same time."""
+def dissemination_in_time(evidence: list[LesionEvidence], assessed: bool,
+                          reason: str | None = None) -> SingleVisitDit:
+    """McDonald 2017 single-visit DIT: enhancing and non-enhancing lesions at the same time.
+
+    ``reason``: why it was not assessed (only where ``assessed`` is False).
+    """
     if not assessed:
-        return {"assessed": False, "met": None,
-                "statement": "single-visit dissemination in time not assessed (no post-contrast T1 given)"}
+        return SingleVisitDit(assessed=False, met=None, reason=reason,
+                              statement="single-visit dissemination in time not assessed (no post-contrast T1 given)")
     n_enh = sum(e.enhancing for e in evidence)
     n_non = sum(not e.enhancing for e in evidence)
     met = n_enh > 0 and n_non > 0
-    return {"assessed": True, "met": met, "enhancing_lesions": n_enh, "non_enhancing_lesions": n_non,
-            "statement": ("simultaneous enhancing and non-enhancing lesions: dissemination in time shown on this scan"
-                          if met else "no simultaneous enhancing and non-enhancing lesions on this scan")}
+    return SingleVisitDit(
+        assessed=True, met=met, enhancing_lesions=n_enh, non_enhancing_lesions=n_non,
+        statement=("simultaneous enhancing and non-enhancing lesions: dissemination in time shown on this scan"
+                   if met else "no simultaneous enhancing and non-enhancing lesions on this scan"))

@@ -7,7 +7,6 @@ on the native FLAIR grid, and writes the per-lesion evidence into each :class:`~
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 
 import numpy as np
 
@@ -15,6 +14,7 @@ from . import enhancement as enh
 from .lesions import Lesion
 from .preprocess import Preprocessed
 from .preprocess.resample import resample_like
+from .report import EnhancementSection, EnhancingFocusRow, ReferenceT1
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ LESION_COLUMNS = ("enhancing", "enhancing_mm3", "enhancement_z_p95", "t1_hypoint
 
 
 def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
-                   rules: enh.EnhancementRules | None = None) -> tuple[dict, Volume | None]:
+                   rules: enh.EnhancementRules | None = None) -> tuple[EnhancementSection, Volume | None]:
     """Enhancement (needs 't1' and 't1post' in ``pre.images``) and black holes (needs 't1').
 
     ``labels`` are the lesion labels on the native FLAIR grid (ids as in ``lesions``). Returns the
@@ -33,13 +33,13 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
     """
     rules = rules or enh.EnhancementRules()
     has_t1, has_post = "t1" in pre.images, "t1post" in pre.images
-    section: dict = {"rules": rules.as_dict(), "t1_hypointensity_assessed": has_t1,
-                     "enhancement_assessed": has_t1 and has_post}
+    section = EnhancementSection(rules=rules.as_dict(), t1_hypointensity_assessed=has_t1,
+                                 enhancement_assessed=has_t1 and has_post)
     for les in lesions:
         les.extra.update({c: "" for c in LESION_COLUMNS})
     if not has_t1:
         reason = "no T1 given" if not has_post else "a post-contrast T1 needs the pre-contrast T1 (--t1) too"
-        section["dissemination_in_time"] = {**enh.dissemination_in_time([], assessed=False), "reason": reason}
+        section.dissemination_in_time = enh.dissemination_in_time([], assessed=False, reason=reason)
         return section, None
     work_full = resample_like(pre.native.with_data(labels).as_labels(), pre.flair).data.astype(np.int32)
     # everything below runs in the bounding box of the brain and the lesions (with a margin, so that erosions,
@@ -68,28 +68,28 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
             les.extra.update({"enhancing": _yes_no(e.enhancing), "enhancing_mm3": e.enhancing_mm3,
                               "enhancement_z_p95": e.enhancement_z_p95})
     assessed = [by_id[les.id] for les in lesions if les.id in by_id]
-    section["black_holes"] = sum(bool(e.t1_hypointense) for e in assessed)
-    section["reference_t1"] = {"nawm": round(refs.t1_nawm, 3), "csf": round(refs.t1_csf, 3)}
-    if has_post:
+    section.black_holes = sum(bool(e.t1_hypointense) for e in assessed)
+    section.reference_t1 = ReferenceT1(nawm=round(refs.t1_nawm, 3), csf=round(refs.t1_csf, 3))
+    foci: list[enh.EnhancingFocus] = []
+    if sub is not None and normal is not None:  # has_post
         foci = enh.enhancing_foci(sub, brain, work > 0, normal, zooms, rules, t1, refs, flair=flair, csf=refs.csf)
         for f in foci:                                   # back to working-grid voxels
             f.centroid_vox = tuple(float(c) for c in np.asarray(f.centroid_vox) + origin)  # type: ignore[assignment]
             if f.voxels is not None:
                 f.voxels = f.voxels + origin.astype(int)
-        section["enhancing_lesions"] = sum(e.enhancing for e in assessed)
-        section["non_enhancing_lesions"] = sum(not e.enhancing for e in assessed)
-        section["enhancing_foci_outside_lesions"] = [_focus_row(f, pre) for f in foci]
-    section["dissemination_in_time"] = enh.dissemination_in_time(assessed, assessed=has_post)
+        section.enhancing_lesions = sum(e.enhancing for e in assessed)
+        section.non_enhancing_lesions = sum(not e.enhancing for e in assessed)
+        section.enhancing_foci_outside_lesions = [_focus_row(f, pre) for f in foci]
+    section.dissemination_in_time = enh.dissemination_in_time(
+        assessed, assessed=has_post, reason=None if has_post else "no post-contrast T1 given (--t1post)")
     emap = None
-    if not has_post:
-        section["dissemination_in_time"]["reason"] = "no post-contrast T1 given (--t1post)"
-    else:
+    if sub is not None and normal is not None:  # has_post
         work_map = np.zeros(work_full.shape, np.uint8)
         work_map[crop] = enh.enhancement_map(work, evidence, sub, normal,
                                              [_shifted(f, -origin) for f in foci], rules, zooms)
         emap = pre.to_native(pre.flair.with_data(work_map.astype(np.float32)), order=0)
         emap = emap.with_data(np.rint(emap.data).astype(np.uint8))
-    log.info("enhancement: %s", {k: v for k, v in section.items() if k != "rules"})
+    log.info("enhancement: %s", {k: v for k, v in section.to_dict().items() if k != "rules"})
     return section, emap
 
 
@@ -114,10 +114,8 @@ def _yes_no(value: bool | None) -> str:
     return "" if value is None else ("yes" if value else "no")
 
 
-def _focus_row(focus: enh.EnhancingFocus, pre: Preprocessed) -> dict:
+def _focus_row(focus: enh.EnhancingFocus, pre: Preprocessed) -> EnhancingFocusRow:
     """A focus with its centroid in world (RAS) millimetres."""
     world = pre.flair.affine @ np.array([*focus.centroid_vox, 1.0])
-    row = asdict(focus)
-    row.pop("centroid_vox")
-    row.pop("voxels")
-    return {"centroid_mm": [round(float(c), 1) for c in world[:3]], **row}
+    return EnhancingFocusRow(centroid_mm=[round(float(c), 1) for c in world[:3]], volume_mm3=focus.volume_mm3,
+                             z_max=focus.z_max, elongation=focus.elongation, flair_z=focus.flair_z)

@@ -17,9 +17,11 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
+from nibabel.spatialimages import SpatialImage
 
 from .errors import InputError, ResourceError
 from .io import check_header_shape
@@ -83,7 +85,7 @@ def read_header_shape(path: str | Path) -> tuple[tuple[int, ...], tuple[float, .
     """Shape, voxel sizes and data type from a NIfTI header (no voxel data read)."""
     path = Path(path)
     try:
-        img = nib.load(str(path))
+        img = cast(SpatialImage, nib.load(str(path)))  # nib.load is typed as returning any image
         hdr = img.header
         shape = tuple(int(s) for s in hdr.get_data_shape())
         zooms = tuple(float(z) for z in hdr.get_zooms()[:3])

@@ -196,7 +196,7 @@ class Analyzer:
         report = build_report(vols, seg, threshold, lesions, location, timings, opts)
         report.brain_mask = brain_mask_summary(pre.brain_mask)
         report.enhancement = enhancement
-        report["volumes"] = volumes.to_dict()
+        report.volumes = volumes.section()
         if spine_results:
             report.add_spine(spine_results, opts.location)
         result = AnalysisResult(mask, prob, lesions, location, report, pre, out, volumes, enhancement_map)

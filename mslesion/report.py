@@ -1,8 +1,9 @@
 """The typed subject report (``report.json``), its lesion table and the files they are written to.
 
 :class:`Report` is built in one place (:func:`mslesion.pipeline.build_report`) and extended by
-the spine (:meth:`Report.add_spine`), the enhancement stage (``enhancement``) and any later
-section (``sections``, e.g. brain volumes).  :meth:`Report.to_dict` gives report.json with the
+the spine (:meth:`Report.add_spine`), the enhancement stage (``enhancement``, an
+:class:`EnhancementSection`), the brain volumes (``volumes``, a :class:`VolumesSection`) and any
+later section (``sections``).  :meth:`Report.to_dict` gives report.json with the
 same keys, in the same order, as the nested dicts it replaces; ``report["key"]`` and
 ``report.get("key")`` still read like those dicts, and ``report["name"] = section`` adds a section.
 """
@@ -13,7 +14,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Protocol, Sequence, TypeVar
 
 from .atomic import write_json, write_text
 from .lesions import BASE_COLUMNS, Lesion
@@ -40,6 +41,17 @@ class Section:
     #: read from a report.json that lacked some fields (an older shape): the fields it had; the
     #: others read as missing (``"key" in s`` is False, ``s["key"]`` raises KeyError) and are not written
     _given: frozenset[str] | None = None
+    #: field -> reader of its report.json object, for ``s["field"] = {...}`` (a typed section given as a dict)
+    READERS: ClassVar[Mapping[str, Callable[[Mapping[str, Any]], Any]]] = {}
+
+    @classmethod
+    def _from_fields(cls: type[_S], d: Mapping[str, Any], **typed: Any) -> _S:
+        """An instance from a report.json object's fields (``typed``: fields already read into their types);
+        fields it lacks keep their defaults and read as missing (:meth:`_read_from`), unknown keys are dropped."""
+        names = [f.name for f in fields(cls) if f.init]  # type: ignore[arg-type]
+        kwargs = {k: d[k] for k in names if k in d}
+        kwargs.update({k: v for k, v in typed.items() if k in d})
+        return cls(**kwargs)._read_from(d)
 
     def _present(self) -> Iterator[str]:
         for f in fields(self):  # type: ignore[arg-type]
@@ -52,7 +64,7 @@ class Section:
 
     def _read_from(self: _S, keys: Iterator[str] | Mapping[str, Any]) -> _S:
         """Note which fields a report.json gave (only where some are missing); returns self."""
-        names = {f.name for f in fields(self)}  # type: ignore[arg-type]
+        names = {f.name for f in fields(self)} - {"sections"}  # type: ignore[arg-type]
         given = frozenset(keys) & names
         if given != names:
             self._given = given
@@ -64,11 +76,10 @@ class Section:
 
     def __getitem__(self, key: str) -> Any:
         if key in (f.name for f in fields(self)) and key != "sections":  # type: ignore[arg-type]
-            if key in self.OPTIONAL and getattr(self, key) is None:
-                raise KeyError(key)
             if self._given is not None and key not in self._given:
                 raise KeyError(key)
-            return getattr(self, key)
+            if not (key in self.OPTIONAL and getattr(self, key) is None):
+                return getattr(self, key)
         extra = getattr(self, "sections", None)
         if isinstance(extra, dict) and key in extra:
             return extra[key]
@@ -77,7 +88,8 @@ class Section:
     def __setitem__(self, key: str, value: Any) -> None:
         """``report["key"] = value`` as on the dicts: a field is set, any other name becomes a further section."""
         if key in (f.name for f in fields(self)) and key != "sections":  # type: ignore[arg-type]
-            setattr(self, key, value)
+            reader = self.READERS.get(key)
+            setattr(self, key, reader(value) if reader is not None and isinstance(value, Mapping) else value)
             return
         extra = getattr(self, "sections", None)
         if not isinstance(extra, dict):
@@ -244,14 +256,137 @@ class LesionMaskInput(Section):
 
 
 @dataclass
+class SingleVisitDit(Section):
+    """McDonald 2017 dissemination in time on one scan: enhancing and non-enhancing lesions side by side.
+
+    ``met`` is None where it was not assessed (no post-contrast T1), never False; ``reason`` says why.
+    """
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("enhancing_lesions", "non_enhancing_lesions", "reason")
+
+    assessed: bool = False
+    met: bool | None = None
+    enhancing_lesions: int | None = None
+    non_enhancing_lesions: int | None = None
+    statement: str = ""
+    #: why it was not assessed
+    reason: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: "SingleVisitDit | Mapping[str, Any]") -> "SingleVisitDit":
+        return d if isinstance(d, SingleVisitDit) else cls._from_fields(d)
+
+
+@dataclass
+class ReferenceT1(Section):
+    """Pre-contrast T1 of the reference tissues (normal-appearing white matter, CSF) the calls are scaled by."""
+
+    nawm: float = 0.0
+    csf: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ReferenceT1":
+        return cls._from_fields(d)
+
+
+@dataclass
+class EnhancingFocusRow(Section):
+    """An enhancing focus outside the FLAIR lesions: centroid in world (RAS) mm, volume, peak z, shape."""
+
+    centroid_mm: list[float] = field(default_factory=list)
+    volume_mm3: float = 0.0
+    z_max: float = 0.0
+    elongation: float = 1.0
+    flair_z: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "EnhancingFocusRow":
+        return cls._from_fields(d)
+
+
+@dataclass
+class EnhancementSection(Section):
+    """Gadolinium enhancement, T1 black holes and single-visit dissemination in time
+    (:func:`mslesion.enhancement_stage.assess_subject`, where it is built).
+
+    The counts are left out of report.json where they were not assessed (no T1: no black holes;
+    no post-contrast T1: no enhancement counts or foci).
+    """
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("black_holes", "reference_t1", "enhancing_lesions",
+                                           "non_enhancing_lesions", "enhancing_foci_outside_lesions")
+
+    #: the a-priori thresholds (:class:`mslesion.enhancement.EnhancementRules`)
+    rules: dict[str, Any] = field(default_factory=dict)
+    t1_hypointensity_assessed: bool = False
+    enhancement_assessed: bool = False
+    black_holes: int | None = None
+    reference_t1: ReferenceT1 | None = None
+    enhancing_lesions: int | None = None
+    non_enhancing_lesions: int | None = None
+    enhancing_foci_outside_lesions: list[EnhancingFocusRow] | None = None
+    dissemination_in_time: SingleVisitDit = field(default_factory=SingleVisitDit)
+
+    @classmethod
+    def from_dict(cls, d: "EnhancementSection | Mapping[str, Any]") -> "EnhancementSection":
+        """From a report.json ``enhancement`` object (fields it lacks read as missing)."""
+        if isinstance(d, EnhancementSection):
+            return d
+        ref, foci, dit = d.get("reference_t1"), d.get("enhancing_foci_outside_lesions"), d.get("dissemination_in_time")
+        return cls._from_fields(
+            d, rules=dict(d.get("rules") or {}),
+            reference_t1=None if ref is None else ReferenceT1.from_dict(ref),
+            enhancing_foci_outside_lesions=None if foci is None else [EnhancingFocusRow.from_dict(f) for f in foci],
+            dissemination_in_time=SingleVisitDit.from_dict(dit or {}))
+
+
+#: the labels of the tissue map (tissue_dseg.nii.gz), as report.json gives them
+TISSUE_LABELS = {"0": "outside ICV", "1": "CSF", "2": "GM", "3": "WM", "4": "lesion"}
+
+
+@dataclass
+class VolumesSection(Section):
+    """Brain volumes (ml; None where not finite, e.g. an empty ICV), how they were found and their caveats
+    (built by :meth:`mslesion.volumes.TissueVolumes.section`)."""
+
+    icv_ml: float | None = None
+    brain_ml: float | None = None
+    gm_ml: float | None = None
+    wm_ml: float | None = None
+    csf_ml: float | None = None
+    lesion_ml: float | None = None
+    bpf: float | None = None
+    lesion_pct_icv: float | None = None
+    method: str = ""
+    #: the contrasts the tissue classes were found on
+    inputs: list[str] = field(default_factory=list)
+    icv_source: str = ""
+    priors: str = ""
+    caveats: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    labels: dict[str, str] = field(default_factory=lambda: dict(TISSUE_LABELS))
+
+    @classmethod
+    def from_dict(cls, d: "VolumesSection | Mapping[str, Any]") -> "VolumesSection":
+        """From a report.json ``volumes`` object (fields it lacks read as missing)."""
+        if isinstance(d, VolumesSection):
+            return d
+        return cls._from_fields(d, inputs=list(d.get("inputs") or []), caveats=list(d.get("caveats") or []),
+                                labels=dict(d.get("labels") or {}))
+
+
+@dataclass
 class Report(Section):
     """report.json of one subject (``analyze`` and ``report``).
 
     Optional sections are left out of report.json while None; ``sections`` holds further named
-    sections (e.g. ``volumes``) written after the others, in the order they were added.
+    sections written after the others, in the order they were added.
     """
 
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("brain_mask", "enhancement", "spine", "lesion_mask_input", "batch")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("brain_mask", "enhancement", "spine", "lesion_mask_input", "volumes",
+                                           "batch")
+    READERS: ClassVar[Mapping[str, Callable[[Mapping[str, Any]], Any]]] = {
+        "enhancement": EnhancementSection.from_dict, "volumes": VolumesSection.from_dict}
 
     lesion_count: int | None
     total_volume_ml: float | None
@@ -263,12 +398,14 @@ class Report(Section):
     timings_s: dict[str, float]
     mslesion_version: str | None
     brain_mask: BrainMaskInfo | None = None
-    enhancement: dict[str, Any] | None = None
+    enhancement: EnhancementSection | None = None
     spine: list[SpineSummary] | None = None
     lesion_mask_input: LesionMaskInput | None = None
+    #: brain volumes (before ``batch``: the batch runner adds ``batch`` last)
+    volumes: VolumesSection | None = None
     #: set by the batch runner (subject, session, outputs, ...)
     batch: dict[str, Any] | None = None
-    #: further sections, by name (e.g. ``volumes``), written last
+    #: further sections, by name, written last
     sections: dict[str, Any] = field(default_factory=dict)
 
     def add_spine(self, spine_results: Sequence[Any], location_options: Any = None) -> None:
@@ -309,12 +446,13 @@ class Report(Section):
             settings=dict(settings), timings_s=dict(d.get("timings_s") or {}),
             mslesion_version=d.get("mslesion_version"),
             brain_mask=BrainMaskInfo(brain.get("method"), brain.get("volume_ml")) if brain else None,
-            enhancement=d.get("enhancement"),
+            enhancement=None if d.get("enhancement") is None else EnhancementSection.from_dict(d["enhancement"]),
             spine=None if spine is None else [SpineSummary(s.get("image", ""), s.get("lesion_count", 0),
                                                            list(s.get("lesions") or []), s.get("out_dir"))
                                               for s in spine],
             lesion_mask_input=LesionMaskInput(mask_in.get("path"), mask_in.get("sha256"),
                                               mask_in.get("resampled")) if mask_in else None,
+            volumes=None if d.get("volumes") is None else VolumesSection.from_dict(d["volumes"]),
             batch=d.get("batch"),
             sections={k: v for k, v in d.items() if k not in known})
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypedDict
 
 import nibabel as nib
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 
 def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice, slice]:
@@ -28,6 +31,25 @@ def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice, slice
                  for i, n in zip(idx, mask.shape))
 
 
+class VolumeMeta(TypedDict, total=False):
+    """What is known about a volume beyond its voxels and grid (carried through resampling and ``with_data``)."""
+
+    #: what the image is for ("FLAIR", "spinal T2", ...), from loading
+    role: str
+    dicom_series_uid: str
+    #: brain masks: how the brain was found ("deepbet", "template+refine", "stripped-input", "head-foreground")
+    brain_method: str
+    #: brain masks: fraction of the mask inside the head foreground
+    in_head_fraction: float
+    #: brain masks of the template method: the world -> MNI affine (4x4)
+    to_mni: np.ndarray
+    #: images moved onto the FLAIR: their rigid world transform (4x4)
+    to_flair: np.ndarray
+    #: images resampled by :func:`mslesion.preprocess.registration.resample_moving`: the fixed image's path
+    registered_to: str
+    n4_corrected: bool
+
+
 @dataclass(frozen=True, eq=False)
 class Volume:
     """A 3-D image: voxel array, voxel-to-world affine and where it came from."""
@@ -35,7 +57,7 @@ class Volume:
     data: np.ndarray
     affine: np.ndarray
     path: Path | None = None
-    meta: dict = field(default_factory=dict)
+    meta: VolumeMeta = field(default_factory=lambda: VolumeMeta())
 
     def __post_init__(self) -> None:
         if self.data.ndim != 3:
@@ -61,7 +83,7 @@ class Volume:
     #: what the voxels are; :class:`LabelVolume` says "label" and is resampled by nearest neighbour
     kind: ClassVar[str] = "intensity"
 
-    def with_data(self, data: np.ndarray, **meta: object) -> "Volume":
+    def with_data(self, data: np.ndarray, **meta: Unpack[VolumeMeta]) -> "Volume":
         """Same grid, new voxels (of the same kind: a label volume stays one)."""
         if tuple(data.shape) != self.shape:
             raise ValueError(f"shape {data.shape} does not match grid {self.shape}")
@@ -69,11 +91,11 @@ class Volume:
 
     def as_labels(self) -> "LabelVolume":
         """The same voxels as a label map (masks, component ids): resampling it picks nearest neighbour."""
-        return LabelVolume(self.data, self.affine, self.path, dict(self.meta))
+        return LabelVolume(self.data, self.affine, self.path, self.meta.copy())
 
     def as_intensity(self) -> "Volume":
         """The same voxels as an intensity image (e.g. a mask to be resampled linearly into a soft mask)."""
-        return Volume(self.data, self.affine, self.path, dict(self.meta))
+        return Volume(self.data, self.affine, self.path, self.meta.copy())
 
     def same_grid(self, other: "Volume", atol: float = 1e-3) -> bool:
         return self.shape == other.shape and bool(np.allclose(self.affine, other.affine, atol=atol))

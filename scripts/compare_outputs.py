@@ -10,8 +10,9 @@
         -- --baseline-flair A.nii.gz --followup-flair B.nii.gz
 
 Compared: every report.json (the subject's and each spine/<n>/'s) and compare_report.json key
-by key, with the timings and the output-folder paths left out; lesions.csv, cord_lesions.csv
-and changes.csv text; the lesion, cord and change masks voxel by voxel.  Exit status 0:
+by key, with the timings and the output-folder paths left out; lesions.csv, cord_lesions.csv,
+changes.csv, volumes.csv and tissue_dseg.tsv text; the lesion, cord, change, enhancement and
+tissue maps and the lesion probability voxel by voxel.  Exit status 0:
 identical, 1: differences (listed).
 """
 from __future__ import annotations
@@ -28,10 +29,10 @@ import numpy as np
 #: keys whose values legitimately differ between two runs
 IGNORED_KEYS = {"timings_s", "out_dir", "seconds"}  # seconds: volumes.seconds (issue 18), a timing
 REPORTS = ("report.json", "compare_report.json")
-TEXT_FILES = ("lesions.csv", "cord_lesions.csv", "changes.csv")
+TEXT_FILES = ("lesions.csv", "cord_lesions.csv", "changes.csv", "volumes.csv", "tissue_dseg.tsv")
 MASKS = ("lesions.nii.gz", "cord.nii.gz", "cord_lesions.nii.gz", "new_enlarging_baseline.nii.gz",
          "new_enlarging_followup.nii.gz", "changes_baseline.nii.gz", "changes_followup.nii.gz",
-         "change_labels_baseline.nii.gz")
+         "change_labels_baseline.nii.gz", "enhancement.nii.gz", "tissue_dseg.nii.gz", "lesion_probability.nii.gz")
 
 
 def run_analyze(repo: Path, out: Path, args: list[str], command: str = "analyze") -> None:

@@ -331,3 +331,44 @@ def test_one_csv_writer_quotes_what_needs_quoting():
     (row,) = csv.DictReader(io.StringIO(text))
     assert row["levels"] == "C2,C3" and float(row["volume_mm3"]) == 12.34 and les["length_mm"] == 4.5
     assert lesions_csv_text([], CORD_COLUMNS) == ",".join(CORD_COLUMNS) + "\n"
+
+
+def test_typed_sections_read_their_own_json():
+    """The enhancement section (assessed, with a focus; and without a post-contrast T1), the volumes section
+    and the comparison's DIT verdict: report.json object -> type -> the same object, keys in the same order."""
+    from mslesion.longitudinal.verdict import DitVerdict
+    from mslesion.report import EnhancementSection, Report, VolumesSection
+
+    assessed = {"rules": {"z_voxel": 3.0}, "t1_hypointensity_assessed": True, "enhancement_assessed": True,
+                "black_holes": 1, "reference_t1": {"nawm": 1.02, "csf": 0.21}, "enhancing_lesions": 1,
+                "non_enhancing_lesions": 2,
+                "enhancing_foci_outside_lesions": [{"centroid_mm": [1.0, -2.5, 30.0], "volume_mm3": 21.0,
+                                                    "z_max": 5.1, "elongation": 1.3, "flair_z": None}],
+                "dissemination_in_time": {"assessed": True, "met": True, "enhancing_lesions": 1,
+                                          "non_enhancing_lesions": 2, "statement": "shown"}}
+    no_post = {"rules": {"z_voxel": 3.0}, "t1_hypointensity_assessed": True, "enhancement_assessed": False,
+               "black_holes": 0, "reference_t1": {"nawm": 1.0, "csf": 0.2},
+               "dissemination_in_time": {"assessed": False, "met": None, "statement": "not assessed",
+                                         "reason": "no post-contrast T1 given (--t1post)"}}
+    for d in (assessed, no_post):
+        typed = EnhancementSection.from_dict(d)
+        assert typed.to_dict() == d and list(typed.to_dict()) == list(d)
+    typed = EnhancementSection.from_dict(assessed)
+    assert typed.dissemination_in_time.met is True and typed.reference_t1 is not None
+    assert typed.enhancing_foci_outside_lesions is not None and typed.enhancing_foci_outside_lesions[0].z_max == 5.1
+    assert EnhancementSection.from_dict(no_post).enhancing_lesions is None
+    volumes = {"icv_ml": 1500.0, "brain_ml": 1200.0, "gm_ml": 650.0, "wm_ml": 540.0, "csf_ml": 300.0,
+               "lesion_ml": 10.0, "bpf": 0.8, "lesion_pct_icv": 0.6667, "method": "m", "inputs": ["flair"],
+               "icv_source": "deepbet", "priors": "p", "caveats": ["c"], "seconds": 1.5,
+               "labels": {"0": "outside ICV", "1": "CSF", "2": "GM", "3": "WM", "4": "lesion"}}
+    assert VolumesSection.from_dict(volumes).to_dict() == volumes
+    # a batch report has volumes before batch (the runner adds batch last): the order survives a round trip
+    batch_report = {"lesion_count": 1, "volumes": volumes, "batch": {"subject": "01"}}
+    rep = Report.from_dict(batch_report)
+    assert isinstance(rep.volumes, VolumesSection) and rep.volumes.bpf == 0.8
+    assert [k for k in rep.to_dict() if k in batch_report] == ["lesion_count", "volumes", "batch"]
+    dit = {"verdict": "met", "reason": "1 new lesion", "supporting_lesions": [{"id": 3}],
+           "enlarging_lesions_not_counted": [], "rejected_candidates": [], "rejected_candidates_total": 0,
+           "rule": "r"}
+    typed_dit = DitVerdict.from_dict(dit)
+    assert typed_dit.to_dict() == dit and typed_dit.met and typed_dit["supporting_lesions"][0]["id"] == 3

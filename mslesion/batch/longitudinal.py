@@ -14,8 +14,8 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
+from ..longitudinal.report import CompareReport
 from ..pipeline import AnalyzeOptions
 from ..report import sha256_of
 from .inputs import Job
@@ -57,8 +57,9 @@ def compare_sessions(jobs: list[Job], deriv: Path, failures: list[dict], options
     for base, follow in pairs:
         target = pair_dir(deriv, base, follow)
         key = target.name
-        # a compare_report.json of an earlier run (a dict, any older shape) or this run's CompareReport
-        report: Any = _valid_report(target, base, follow)
+        # a compare_report.json of an earlier run (read into a CompareReport; an older shape's missing
+        # fields read as missing) or this run's CompareReport
+        report = _valid_report(target, base, follow)
         if report is None:
             stage = Path(deriv) / WORK_DIR / key
             shutil.rmtree(stage, ignore_errors=True)
@@ -74,18 +75,24 @@ def compare_sessions(jobs: list[Job], deriv: Path, failures: list[dict], options
                                  "error": type(exc).__name__, "reason": str(exc)[:500], "log": ""})
                 shutil.rmtree(stage, ignore_errors=True)
                 continue
-        changes = report.get("changes") or {}
-        rows.append({"subject": base.subject, "baseline_session": base.session, "followup_session": follow.session,
-                     "new_count": (changes.get("new") or {}).get("count"),
-                     "enlarging_count": (changes.get("enlarging") or {}).get("count"),
-                     "new_or_enlarging_count": report.get("new_or_enlarging_count"),
-                     "new_or_enlarging_volume_ml": report.get("new_or_enlarging_volume_ml"),
-                     "new_t2_lesion": (report.get("new_lesion_evidence") or {}).get("new_t2_lesion"),
-                     "report": str(target / "compare_report.json")})
+        rows.append(_row(report, base, follow, target))
     return rows
 
 
-def _valid_report(target: Path, base: Job, follow: Job) -> dict | None:
+def _row(report: CompareReport, base: Job, follow: Job, target: Path) -> dict:
+    """One longitudinal.csv row (empty cells for what an older report lacks)."""
+    new, enlarging = report.changes.get("new"), report.changes.get("enlarging")
+    return {"subject": base.subject, "baseline_session": base.session, "followup_session": follow.session,
+            "new_count": None if new is None else new.get("count"),
+            "enlarging_count": None if enlarging is None else enlarging.get("count"),
+            "new_or_enlarging_count": report.get("new_or_enlarging_count"),
+            "new_or_enlarging_volume_ml": report.get("new_or_enlarging_volume_ml"),
+            "new_t2_lesion": report.new_lesion_evidence.get("new_t2_lesion"),
+            "report": str(target / "compare_report.json")}
+
+
+def _valid_report(target: Path, base: Job, follow: Job) -> CompareReport | None:
+    """The compare_report.json of an earlier run, if it parses and was made from these inputs."""
     try:
         report = json.loads((target / "compare_report.json").read_text(encoding="utf-8"))
         recorded = report["inputs"]
@@ -94,6 +101,6 @@ def _valid_report(target: Path, base: Job, follow: Job) -> dict | None:
                 entry = recorded.get(f"{when}_{name}")
                 if entry is not None and entry.get("sha256") != sha256_of(path):
                     return None
-        return report
+        return CompareReport.from_dict(report)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -14,6 +14,7 @@ import logging
 import threading
 import uuid
 from multiprocessing.context import BaseContext
+from typing import Any
 
 from ..errors import ModelError
 from ..pipeline import AnalyzeOptions, Analyzer
@@ -52,7 +53,8 @@ class InferenceServer:
             try:
                 seg = self.analyzer.segmenter_for(set(contrasts))
                 prob = seg.predict(pre)
-                reply = (req_id, "ok", prob, (seg.model_id, seg.kind, seg.threshold, seg.min_peak))
+                reply: tuple[Any, str, Any, Any] = (req_id, "ok", prob,
+                                                    (seg.model_id, seg.kind, seg.threshold, seg.min_peak))
             except Exception as exc:  # sent back, raised in the worker, recorded as that subject's failure
                 reply = (req_id, "error", f"{type(exc).__name__}: {exc}", None)
             self.busy_s += time.perf_counter() - t0

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..atomic import write_text
-from ..report import Report, as_report
+from ..report import EnhancementSection, Report, as_report
 from ..volumes.outputs import cohort_columns as volume_columns
 
 COHORT_BASE = ["subject", "session", "lesion_count", "total_volume_ml"]
@@ -34,12 +34,11 @@ def cohort_row(report: Report | Mapping[str, Any], report_path: Path | None = No
     if rep.mcdonald_dis is not None:
         dis = {k: v for k, v in rep.mcdonald_dis.to_dict().items() if k not in DIS_TEXT}
         row.update(_flatten("dis", dis))
-    enh = rep.enhancement or {}
-    dit = enh.get("dissemination_in_time") or {}
+    enh = rep.enhancement or EnhancementSection()
+    dit = enh.dissemination_in_time
     row.update(enhancing_lesions=enh.get("enhancing_lesions", ""), black_holes=enh.get("black_holes", ""),
-               enhancing_foci=(len(enh.get("enhancing_foci_outside_lesions") or [])
-                               if enh.get("enhancement_assessed") else ""),
-               dit_single_visit="not assessed" if not dit.get("assessed") else ("met" if dit.get("met") else "not met"))
+               enhancing_foci=len(enh.enhancing_foci_outside_lesions or []) if enh.enhancement_assessed else "",
+               dit_single_visit="not assessed" if not dit.assessed else ("met" if dit.met else "not met"))
     row.update(volume_columns(rep))
     row.update(model_id=rep.model.id, model_kind=rep.model.kind, seconds=batch.get("seconds"),
                finished_utc=batch.get("finished_utc"), report=str(report_path) if report_path else "")

@@ -13,7 +13,8 @@ import logging
 import pkgutil
 import signal
 import sys
-from typing import Sequence
+from types import FrameType
+from typing import Any, Callable, Sequence, Union
 
 from .. import __version__
 from ..errors import InputError, ModelError, MslesionError, OutputError, ResourceError
@@ -92,7 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _exit_on_sigterm() -> object:
+#: what :func:`signal.signal` takes and returns
+SignalHandler = Union[Callable[[int, FrameType | None], Any], int, signal.Handlers, None]
+
+
+def _exit_on_sigterm() -> SignalHandler:
     """Turn SIGTERM (kill, batch schedulers) into SystemExit(143), so temp files are cleaned up."""
 
     def handler(signum: int, frame: object) -> None:

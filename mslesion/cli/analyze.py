@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if report.spine:
         summary["spinal_cord_lesions"] = report.regions["spinal_cord"].count
     summary["dis_met"] = report.mcdonald_dis.met if report.mcdonald_dis is not None else None
-    summary["dit_single_visit_met"] = (report.enhancement or {})["dissemination_in_time"]["met"]
+    summary["dit_single_visit_met"] = report.enhancement.dissemination_in_time.met if report.enhancement else None
     summary["model"] = report.model.id
     summary["out"] = str(args.out)
     print(json.dumps(summary))

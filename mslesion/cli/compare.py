@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     summary: dict[str, object] = {k: rep.changes[k].count for k in ("new", "enlarging", "shrinking", "disappearing")}
     summary["new_t2_lesion"] = rep.new_lesion_evidence.new_t2_lesion
     dit = rep.new_lesion_evidence.dissemination_in_time
-    summary["dissemination_in_time"] = dit["verdict"]
-    summary["dit_supported_by"] = [e["id"] for e in dit["supporting_lesions"]]
+    summary["dissemination_in_time"] = dit.verdict
+    summary["dit_supported_by"] = [e["id"] for e in dit.supporting_lesions]
     summary["rejected_candidates"] = rep.rejected_candidates
     vc = rep.volume_change or {}
     summary.update(brain_pct_change=vc.get("brain_pct_change"), bpf_change=vc.get("bpf_change"))

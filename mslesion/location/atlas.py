@@ -18,10 +18,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from nibabel.spatialimages import SpatialImage
 from scipy import ndimage
 
 from ..errors import InputError
@@ -80,8 +82,9 @@ def load_atlas() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     for f in (ATLAS_FILE, TEMPLATE_FILE):
         if not f.exists():
             raise InputError(f, "mslesion's atlas file is missing; reinstall mslesion or run scripts/make_atlas.py")
-    lab = nib.load(str(ATLAS_FILE))
-    t1 = nib.load(str(TEMPLATE_FILE))
+    # nib.load is typed as returning any image; both files are NIfTI (SpatialImages)
+    lab = cast(SpatialImage, nib.load(str(ATLAS_FILE)))
+    t1 = cast(SpatialImage, nib.load(str(TEMPLATE_FILE)))
     return (np.asarray(lab.dataobj, dtype=np.uint8), lab.affine, np.asarray(t1.dataobj, dtype=np.float32),
             t1.affine)
 
@@ -191,11 +194,12 @@ def fit_template(image: Volume, brain_mask: np.ndarray | None, threads: int | No
     log.info("template start shift %s mm chosen (MI %.4f)", best_shift, best_metric)
     best = sitk.Similarity3DTransform(best) if not isinstance(best, sitk.Similarity3DTransform) else best
     similarity, _ = _run(fixed, moving, fixed_mask, moving_mask, best, levels[0][1:] or levels[0], 100)
-    affine = sitk.AffineTransform(3)
-    affine.SetCenter(similarity.GetCenter())
-    affine.SetMatrix(similarity.GetMatrix())
-    affine.SetTranslation(similarity.GetTranslation())
-    affine, _ = _run(fixed, moving, fixed_mask, moving_mask, affine, levels[1], 80, learning_rate=0.3)
+    start = sitk.AffineTransform(3)
+    # SimpleITK returns the fitted Similarity3DTransform typed as its base class Transform (no getters there)
+    start.SetCenter(similarity.GetCenter())  # type: ignore[attr-defined]
+    start.SetMatrix(similarity.GetMatrix())  # type: ignore[attr-defined]
+    start.SetTranslation(similarity.GetTranslation())  # type: ignore[attr-defined]
+    affine, _ = _run(fixed, moving, fixed_mask, moving_mask, start, levels[1], 80, learning_rate=0.3)
     # gradient descent can wander off (MI getting worse); keep whichever fit is best on one fixed sample
     scored = [(_evaluate(fixed, moving, fixed_mask, moving_mask, t), name, t)
               for name, t in (("coarse similarity", best), ("similarity", similarity), ("affine", affine))]

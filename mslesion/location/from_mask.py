@@ -12,12 +12,12 @@ neighbour), which can merge or drop small lesions; ``report.json`` then says so 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..clock import Clock
 from ..errors import InputError
 from ..inputs import load_inputs, prepare_out_dir
 from ..io import check_same_space, load_volume
@@ -63,7 +63,7 @@ def report_mask(flair: str | Path, lesions: str | Path, out_dir: str | Path | No
     from .regions import locate
 
     opts = options or AnalyzeOptions(model="baseline")
-    t_start = time.perf_counter()
+    clock = Clock()
     vols = load_inputs({"flair": flair, "t1": t1})
     mask = load_volume(lesions, role="LESION MASK")
     check_same_space(vols["flair"], mask, "LESION MASK")
@@ -82,21 +82,18 @@ def report_mask(flair: str | Path, lesions: str | Path, out_dir: str | Path | No
         if opts.min_lesion_mm3 > 0 else 1
     mask = flair_vol.with_data(remove_small(binary, min_vox).astype(np.uint8))
     out = prepare_out_dir(out_dir) if out_dir is not None else None
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    pre = preprocess(vols, opts.preprocess)
-    timings["preprocess_s"] = time.perf_counter() - t0
+    timings = clock.timings
+    with clock.step("preprocess_s"):
+        pre = preprocess(vols, opts.preprocess)
     labels, found = find_lesions(mask)
-    t0 = time.perf_counter()
-    location = locate(labels, found, pre, opts.location)
-    timings["location_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    volumes = assess_volumes(pre, mask, sum(les.volume_ml for les in found))
-    timings["volumes_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - t_start
+    with clock.step("location_s"):
+        location = locate(labels, found, pre, opts.location)
+    with clock.step("volumes_s"):
+        volumes = assess_volumes(pre, mask, sum(les.volume_ml for les in found))
+    clock.total("total_s")
     report = build_report(vols, _MaskSource(), mask_threshold, found, location, timings, opts)
     report.lesion_mask_input = LesionMaskInput(path=str(lesions), sha256=sha256_of(lesions), resampled=resampled)
-    report["volumes"] = volumes.to_dict()
+    report.volumes = volumes.section()
     if resampled is not None:
         resampled["lesion_count_on_flair_grid"] = len(found)
     result = AnalysisResult(mask, None, found, location, report, pre, out, volumes)

@@ -15,12 +15,12 @@ image.  Rules, in this order of precedence:
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
+from ..clock import Clock
 from ..lesions import Lesion
 from ..preprocess import Preprocessed
 from ..preprocess.resample import resample_to_grid
@@ -140,8 +140,8 @@ def locate(labels: np.ndarray, lesions: list[Lesion], pre: Preprocessed, options
     lesion ``i`` being ``labels == lesions[i].id``.  Steps: long axes (native grid), the
     subject's anatomy (atlas registration), each lesion's region and structure (working grid).
     """
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+    clock = Clock()
+    timings = clock.timings
     measure_long_axes(labels, lesions, pre.native.affine)
     if not lesions:
         return LocationResult(regions=summarise([]), mcdonald_dis=verdict_for([], options), timings=timings)
@@ -149,10 +149,9 @@ def locate(labels: np.ndarray, lesions: list[Lesion], pre: Preprocessed, options
         fit, ventricles = subject_anatomy(pre, options)
     except RuntimeError as exc:  # SimpleITK failures: report lesions unlocated rather than fail the analysis
         return _unlocated(lesions, options, exc, timings)
-    timings["registration_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    clock.lap("registration_s")
     classify_lesions(labels, lesions, pre, fit, ventricles, options)
-    timings["classify_s"] = time.perf_counter() - t0
+    clock.lap("classify_s")
     anatomy = fit.labels.with_data(np.where(ventricles, atlas.VENTRICLE,
                                             np.where(fit.labels.data == atlas.VENTRICLE, atlas.CSF,
                                                      fit.labels.data)).astype(np.uint8))

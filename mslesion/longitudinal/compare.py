@@ -16,13 +16,13 @@ masks on both native grids, a table, a QC page and ``compare_report.json`` (last
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from ..clock import Clock
 from ..errors import InputError
 from ..inputs import load_inputs, prepare_out_dir
 from ..io import load_volume
@@ -66,8 +66,8 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     if not opts.change.evidence.required:
         log.warning("change calls are NOT checked against both scans (evidence not required): faint or "
                     "one-scan-only changes are reported; the DIT verdict does not count them")
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
+    clock = Clock()
+    timings = clock.timings
     vols0 = _load("baseline", baseline)
     vols1 = _load("follow-up", followup)
     if set(vols0) != set(vols1):
@@ -81,24 +81,22 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     from ..preprocess.registration import register_rigid, resample_moving  # issue 3 (preprocessing)
 
     aopts = opts.analyze
-    t0 = time.perf_counter()
-    # brain extraction runs once, on the baseline (unless a mask is given); the follow-up gets the
-    # baseline mask through the registration: same head, and one mask for both time points
-    popts = aopts.preprocess_options()
-    strip0 = popts.skull_strip and given is None
-    pre0 = preprocess(vols0, replace(popts, skull_strip=strip0, check_brain=popts.check_brain and strip0))
-    pre1 = preprocess(vols1, replace(popts, skull_strip=False, check_brain=False))
-    if given is not None:
-        mask0 = resample_like(given.with_data(given.data > 0).as_labels(), pre0.flair).data > 0
-        if mask0.sum() < 1000:
-            raise InputError(opts.brain_mask, "brain mask covers almost none of the baseline image")
-        pre0 = _with_brain(pre0, mask0)
-    timings["preprocess_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fixed, fmask = _registration_view(pre0.flair, pre0.brain_mask.data > 0)
-    moving, _ = _registration_view(pre1.flair, pre1.brain_mask.data > 0)
-    transform = register_rigid(fixed, moving, fixed_mask=fmask)
-    timings["register_s"] = time.perf_counter() - t0
+    with clock.step("preprocess_s"):
+        # brain extraction runs once, on the baseline (unless a mask is given); the follow-up gets the
+        # baseline mask through the registration: same head, and one mask for both time points
+        popts = aopts.preprocess_options()
+        strip0 = popts.skull_strip and given is None
+        pre0 = preprocess(vols0, replace(popts, skull_strip=strip0, check_brain=popts.check_brain and strip0))
+        pre1 = preprocess(vols1, replace(popts, skull_strip=False, check_brain=False))
+        if given is not None:
+            mask0 = resample_like(given.with_data(given.data > 0).as_labels(), pre0.flair).data > 0
+            if mask0.sum() < 1000:
+                raise InputError(opts.brain_mask, "brain mask covers almost none of the baseline image")
+            pre0 = _with_brain(pre0, mask0)
+    with clock.step("register_s"):
+        fixed, fmask = _registration_view(pre0.flair, pre0.brain_mask.data > 0)
+        moving, _ = _registration_view(pre1.flair, pre1.brain_mask.data > 0)
+        transform = register_rigid(fixed, moving, fixed_mask=fmask)
     log.info("follow-up -> baseline: %s", rigid_parameters(transform))
     back = np.linalg.inv(transform)  # follow-up world -> baseline world
     mask1 = resample_moving(pre0.brain_mask.with_data(pre0.brain_mask.data.astype(np.float32)), pre1.flair, back, 1)
@@ -107,34 +105,30 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     analyzer = Analyzer(aopts, segmenter=segmenter, contrasts=set(vols0))
     seg = analyzer.segmenter_for(set(vols0))
     threshold = analyzer.threshold_for(seg)
-    t0 = time.perf_counter()
-    prob0 = analyzer.segment(pre0, seg)
-    prob1 = analyzer.segment(pre1, seg)
-    timings["segment_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    from ..volumes.outputs import compare_volumes  # issue 18 (brain volumes)
+    with clock.step("segment_s"):
+        prob0 = analyzer.segment(pre0, seg)
+        prob1 = analyzer.segment(pre1, seg)
+    with clock.step("volumes_s"):
+        from ..volumes.outputs import compare_volumes  # issue 18 (brain volumes)
 
-    volume_change = compare_volumes(pre0, prob0, pre1, prob1, threshold)
-    timings["volumes_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    f1 = resample_moving(pre1.flair, pre0.flair, transform, order=1)
-    p1 = resample_moving(prob1, pre0.flair, transform, order=1)
-    fov1 = resample_moving(pre1.flair.with_data(np.ones(pre1.flair.shape, np.float32)), pre0.flair, transform, 1)
-    brain = (pre0.brain_mask.data > 0) & (fov1.data >= 0.99)
-    changes = _detect_in_box(pre0.flair.data, f1.data, prob0.data, p1.data, brain, pre0.flair.zooms, threshold,
-                             opts.change)
-    changes = drop_small_changes(changes, aopts.min_lesion_mm3)
-    timings["detect_s"] = time.perf_counter() - t0
+        volume_change = compare_volumes(pre0, prob0, pre1, prob1, threshold)
+    with clock.step("detect_s"):
+        f1 = resample_moving(pre1.flair, pre0.flair, transform, order=1)
+        p1 = resample_moving(prob1, pre0.flair, transform, order=1)
+        fov1 = resample_moving(pre1.flair.with_data(np.ones(pre1.flair.shape, np.float32)), pre0.flair, transform, 1)
+        brain = (pre0.brain_mask.data > 0) & (fov1.data >= 0.99)
+        changes = _detect_in_box(pre0.flair.data, f1.data, prob0.data, p1.data, brain, pre0.flair.zooms, threshold,
+                                 opts.change)
+        changes = drop_small_changes(changes, aopts.min_lesion_mm3)
     kinds_work = pre0.flair.with_data(changes.kinds).as_labels()
     comps_work = pre0.flair.with_data(changes.components).as_labels()
     kinds0 = _as_uint8(pre0.to_native(kinds_work))
     comps0 = pre0.to_native(comps_work)
     kinds1 = _as_uint8(resample_moving(kinds_work, pre1.native, back))
-    t0 = time.perf_counter()
-    labels0, lesions = _lesions_on_grid(comps0, changes)
-    location = analyzer.locate(labels0, lesions, pre0)
-    timings["location_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - t_start
+    with clock.step("location_s"):
+        labels0, lesions = _lesions_on_grid(comps0, changes)
+        location = analyzer.locate(labels0, lesions, pre0)
+    clock.total("total_s")
     report = CompareReport.build(vols0, vols1, seg, threshold, changes, lesions, location, transform, timings,
                                  opts.change, opts.analyze.device, opts.analyze.min_lesion_mm3)
     report.volume_change = volume_change
@@ -202,7 +196,7 @@ def _registration_view(vol: Volume, mask: np.ndarray, spacing: float = REGISTRAT
     offset = np.eye(4)
     offset[:3, 3] = [b.start for b in box]
     data = vol.data[box]
-    crop = Volume(np.ascontiguousarray(data - float(data.min())), vol.affine @ offset, vol.path, dict(vol.meta))
+    crop = Volume(np.ascontiguousarray(data - float(data.min())), vol.affine @ offset, vol.path, vol.meta.copy())
     shape, affine = isotropic_grid(crop, spacing)
     small = resample_to_grid(crop, shape, affine, order=1)
     small_mask = resample_to_grid(crop.with_data(mask[box].astype(np.float32)), shape, affine, order=1).data >= 0.5

@@ -52,8 +52,8 @@ def write_qc(result: "CompareResult", out: Path, pre0: "Preprocessed", follow: "
     dit = evidence.dissemination_in_time
     summary = {"changes": to_plain(rep.changes),
                "new_lesion_evidence": {"new_t2_lesion": evidence.new_t2_lesion,
-                                       "dissemination_in_time": dit["verdict"], "why": dit["reason"],
-                                       "supporting_lesion_ids": [e["id"] for e in dit["supporting_lesions"]]},
+                                       "dissemination_in_time": dit.verdict, "why": dit.reason,
+                                       "supporting_lesion_ids": [e["id"] for e in dit.supporting_lesions]},
                "rejected_candidates": rep.rejected_candidates,
                "registration": {k: v for k, v in rep.registration.items() if k != "followup_to_baseline_ras"},
                "model": rep.model.to_dict()}

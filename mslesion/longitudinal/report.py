@@ -20,7 +20,7 @@ from ..report import InputInfo, RegionCount, Section, SegmenterInfo
 from ..volume import Volume
 from .change import KINDS, ChangeMaps
 from .transforms import rigid_parameters
-from .verdict import MEANING, call_entries, dit_verdict
+from .verdict import MEANING, DitVerdict, call_entries, dit_verdict
 
 
 @dataclass
@@ -29,6 +29,11 @@ class ChangeCount(Section):
 
     count: int = 0
     volume_ml: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ChangeCount":
+        """From a compare_report.json object (fields it lacks read as missing)."""
+        return cls._from_fields(d)
 
 
 @dataclass
@@ -39,7 +44,7 @@ class NewLesionEvidence(Section):
     new_lesions: int
     enlarging_lesions: int
     #: :func:`mslesion.longitudinal.verdict.dit_verdict`: verdict, reason, supporting lesions, ...
-    dissemination_in_time: dict[str, Any]
+    dissemination_in_time: DitVerdict
     meaning: str = MEANING
 
 
@@ -122,7 +127,7 @@ class CompareReport(Section):
             new_or_enlarging_volume_ml=round(summary["new"].volume_ml + summary["enlarging"].volume_ml, 4),
             regions_by_change=regions,
             regions={name: RegionCount.from_dict(r) for name, r in location.regions.items()},
-            new_lesion_evidence=NewLesionEvidence(new_t2_lesion=dit["verdict"] == "met", new_lesions=n_new,
+            new_lesion_evidence=NewLesionEvidence(new_t2_lesion=dit.met, new_lesions=n_new,
                                                   enlarging_lesions=summary["enlarging"].count,
                                                   dissemination_in_time=dit),
             rejected_candidates=rejected,
@@ -146,8 +151,7 @@ class CompareReport(Section):
         model = d.get("model") or {}
         settings = d.get("settings") or {}
         return cls(
-            changes={k: ChangeCount(v.get("count", 0), v.get("volume_ml", 0.0))
-                     for k, v in (d.get("changes") or {}).items()},
+            changes={k: ChangeCount.from_dict(v) for k, v in (d.get("changes") or {}).items()},
             new_or_enlarging_count=d.get("new_or_enlarging_count", 0),
             new_or_enlarging_volume_ml=d.get("new_or_enlarging_volume_ml", 0.0),
             regions_by_change=dict(d.get("regions_by_change") or {}),
@@ -155,8 +159,8 @@ class CompareReport(Section):
             new_lesion_evidence=NewLesionEvidence(
                 new_t2_lesion=evidence.get("new_t2_lesion", False), new_lesions=evidence.get("new_lesions", 0),
                 enlarging_lesions=evidence.get("enlarging_lesions", 0),
-                dissemination_in_time=dict(evidence.get("dissemination_in_time") or {}),
-                meaning=evidence.get("meaning", MEANING)),
+                dissemination_in_time=DitVerdict.from_dict(evidence.get("dissemination_in_time") or {}),
+                meaning=evidence.get("meaning", MEANING))._read_from(evidence),
             rejected_candidates=dict(d.get("rejected_candidates") or {}),
             change_calls=list(d.get("change_calls") or []),
             registration=dict(d.get("registration") or {}),
@@ -170,4 +174,4 @@ class CompareReport(Section):
             mslesion_version=d.get("mslesion_version"),
             volume_change=d.get("volume_change"),
             qc_html=d.get("qc_html"),
-            sections={k: v for k, v in d.items() if k not in known})
+            sections={k: v for k, v in d.items() if k not in known})._read_from(d)

@@ -10,7 +10,11 @@ unsupported changes) are listed with the reason and never count.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
 from ..lesions import Lesion
+from ..report import Section
 from .change import ChangeMaps
 
 #: volume of a 3 mm sphere: a new lesion smaller than that does not count for DIT
@@ -38,8 +42,36 @@ def _entry(les: Lesion) -> dict:
             "evidence": {k: les.extra.get(k) for k in EVIDENCE_COLUMNS}}
 
 
-def dit_verdict(changes: ChangeMaps, lesions: list[Lesion], max_listed: int = 30) -> dict:
-    """``{"verdict": "met"|"not met", "supporting_lesions": [...], "reason": ...}`` for the report."""
+@dataclass
+class DitVerdict(Section):
+    """Dissemination in time from a comparison (compare_report.json ``new_lesion_evidence.dissemination_in_time``)."""
+
+    #: "met" or "not met"
+    verdict: str = "not met"
+    reason: str = ""
+    #: the new lesions that count (:func:`call_entries`' entries)
+    supporting_lesions: list[dict[str, Any]] = field(default_factory=list)
+    enlarging_lesions_not_counted: list[dict[str, Any]] = field(default_factory=list)
+    #: candidates the two scans did not support (the largest ``max_listed``), with why
+    rejected_candidates: list[dict[str, Any]] = field(default_factory=list)
+    rejected_candidates_total: int = 0
+    rule: str = ""
+
+    @property
+    def met(self) -> bool:
+        return self.verdict == "met"
+
+    @classmethod
+    def from_dict(cls, d: "DitVerdict | Mapping[str, Any]") -> "DitVerdict":
+        """From a compare_report.json object (fields it lacks read as missing)."""
+        if isinstance(d, DitVerdict):
+            return d
+        return cls._from_fields(d, **{k: list(d.get(k) or []) for k in (
+            "supporting_lesions", "enlarging_lesions_not_counted", "rejected_candidates")})
+
+
+def dit_verdict(changes: ChangeMaps, lesions: list[Lesion], max_listed: int = 30) -> DitVerdict:
+    """The verdict (``met`` or ``not met``), why, and the lesions and candidates behind it, for the report."""
     new = [les for les in lesions if les.extra.get("change") == "new" and les.extra.get("evidence_supported")]
     unsupported = [les for les in lesions
                    if les.extra.get("change") == "new" and not les.extra.get("evidence_supported")]
@@ -59,15 +91,15 @@ def dit_verdict(changes: ChangeMaps, lesions: list[Lesion], max_listed: int = 30
                                 if p))
     else:
         reason = "no new or enlarging lesion found"
-    return {
-        "verdict": "met" if counted else "not met",
-        "reason": reason,
-        "supporting_lesions": [_entry(les) for les in counted],
-        "enlarging_lesions_not_counted": [_entry(les) for les in enlarging],
-        "rejected_candidates": [
+    return DitVerdict(
+        verdict="met" if counted else "not met",
+        reason=reason,
+        supporting_lesions=[_entry(les) for les in counted],
+        enlarging_lesions_not_counted=[_entry(les) for les in enlarging],
+        rejected_candidates=[
             {"change": c.kind, "volume_ml": round(c.change_mm3 / 1000, 5), "why": c.evidence.get("failed", []),
              "difference": c.evidence.get("difference"), "significance": c.evidence.get("significance")}
             for c in sorted(faint, key=lambda c: -c.change_mm3)[:max_listed]],
-        "rejected_candidates_total": len(faint),
-        "rule": f"new lesion supported by both scans and >= {MIN_LESION_MM3:g} mm^3 (3 mm sphere)",
-    }
+        rejected_candidates_total=len(faint),
+        rule=f"new lesion supported by both scans and >= {MIN_LESION_MM3:g} mm^3 (3 mm sphere)",
+    )

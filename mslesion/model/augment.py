@@ -118,7 +118,7 @@ def intensity_augment(img: torch.Tensor, present: torch.Tensor, cfg: AugmentConf
     ``gen`` is a CPU generator for the random parameters, ``noise_gen`` one on ``img``'s device for noise.
     """
     n, c = img.shape[:2]
-    size = tuple(img.shape[2:])
+    size = (int(img.shape[2]), int(img.shape[3]), int(img.shape[4]))
     dev = img.device
     out = img.clone()
     for b in range(n):
@@ -143,7 +143,7 @@ def intensity_augment(img: torch.Tensor, present: torch.Tensor, cfg: AugmentConf
             f = cfg.lowres_factor[0] + (cfg.lowres_factor[1] - cfg.lowres_factor[0]) * _rand(gen)
             low = list(size)
             low[axis] = max(4, int(round(size[axis] / f)))
-            x = F.interpolate(F.adaptive_avg_pool3d(x[None], tuple(low)), size=size, mode="trilinear",
+            x = F.interpolate(F.adaptive_avg_pool3d(x[None], (low[0], low[1], low[2])), size=size, mode="trilinear",
                               align_corners=False)[0]
         if _rand(gen) < cfg.p_blur:
             k = torch.tensor([0.25, 0.5, 0.25], device=dev)

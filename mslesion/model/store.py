@@ -122,7 +122,7 @@ def describe_models(root: Path | None = None, verify: bool = False) -> list[dict
     model.json cannot be read is listed with its ``"error"``.
     """
     root = Path(root) if root is not None else models_root()
-    rows = []
+    rows: list[dict[str, object]] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         if not (folder / CARD_NAME).is_file():
             continue
@@ -154,7 +154,7 @@ def load_network(spec: ModelSpec, device: torch.device) -> torch.nn.Module:
     An ensemble folder gives a :class:`~mslesion.model.unet.MeanEnsemble` of its members.
     """
     members = spec.members or [(WEIGHTS_NAME, spec.sha256)]
-    nets = [_load_member(spec, spec.folder / name, digest) for name, digest in members]
+    nets: list[torch.nn.Module] = [_load_member(spec, spec.folder / name, digest) for name, digest in members]
     net = nets[0] if len(nets) == 1 else MeanEnsemble(nets)
     return net.to(device).eval()
 
@@ -203,7 +203,7 @@ def write_model_folder(folder: Path, weights: Path | list[Path], model_id: str, 
     return folder
 
 
-DEFAULT_INFERENCE = {"window_cpu": None, "overlap_cpu": 0.5, "tta_cpu": False,
+DEFAULT_INFERENCE: dict[str, object] = {"window_cpu": None, "overlap_cpu": 0.5, "tta_cpu": False,
                      "window_accelerator": None, "overlap_accelerator": 0.5, "tta_accelerator": True,
                      "brain_margin_vox": 8}
 

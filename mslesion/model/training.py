@@ -288,7 +288,7 @@ def train(cfg: TrainConfig) -> dict:
     log_fh = open(log_path, "a" if it else "w", encoding="utf-8")
     t_session = time.perf_counter()
     t_train = t_session - trained_before  # so that now - t_train = seconds trained over all calls
-    first_it, running = it, []
+    first_it, running = it, []  # type: int, list[torch.Tensor]
     net.train()
     while True:
         progress = max(it / cfg.iterations, (time.perf_counter() - t_train) / cfg.max_seconds)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
+from pathlib import Path
+from typing import cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -20,7 +22,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from ..errors import InputError
-from ..volume import Volume
+from ..volume import Volume, VolumeMeta
 from .sitk_bridge import registration_method, reproducible_threads, to_sitk, transform_to_ras_matrix
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ def mni_template() -> tuple[Volume, Volume]:
     import os
 
     import nibabel as nib
+    from nibabel.spatialimages import SpatialImage
 
     spec = importlib.util.find_spec("nilearn")
     path = None
@@ -79,7 +82,8 @@ def mni_template() -> tuple[Volume, Volume]:
         path = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data", _TEMPLATE_FILE)
     if path is None or not os.path.exists(path):
         raise InputError(path, "brain extraction needs the MNI152 template shipped with nilearn (pip install nilearn)")
-    img = nib.load(path)
+    # nib.load is typed as returning any image; the nilearn template is NIfTI (a SpatialImage)
+    img = cast(SpatialImage, nib.load(path))
     data = np.asarray(img.dataobj, dtype=np.float32)
     data /= max(float(data.max()), 1e-6)
     n = [s // 2 * 2 for s in data.shape]
@@ -276,11 +280,14 @@ def template_brain(vol: Volume, data: np.ndarray, head: np.ndarray, contrast: st
 
 
 def _described(vol: Volume, mask: np.ndarray, head: np.ndarray, method: str, contrast: str,
-               **meta: object) -> Volume:
+               to_mni: np.ndarray | None = None) -> Volume:
     in_head = head_fraction(mask, head)
     log.info("brain mask (%s, %s) %s: %.0f ml, %.1f%% inside the head", contrast, method, vol.path,
              mask.sum() * vol.voxel_volume_ml, 100 * in_head)
-    return vol.with_data(mask.astype(np.uint8), brain_method=method, in_head_fraction=in_head, **meta)
+    meta = VolumeMeta(brain_method=method, in_head_fraction=in_head)
+    if to_mni is not None:
+        meta["to_mni"] = to_mni
+    return vol.with_data(mask.astype(np.uint8), **meta)
 
 
 def _plausible(mask: Volume) -> bool:
@@ -307,7 +314,7 @@ def brain_ml_plausible(mask: Volume) -> bool:
     return BRAIN_ML_RANGE[0] <= ml <= BRAIN_ML_RANGE[1]
 
 
-def check_brain_plausible(mask: Volume, path: object = None) -> float:
+def check_brain_plausible(mask: Volume, path: str | Path | None = None) -> float:
     """Raise :class:`InputError` unless the mask's volume is that of an adult brain; return ml."""
     ml = float(np.count_nonzero(mask.data)) * mask.voxel_volume_ml
     lo, hi = BRAIN_ML_RANGE

@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..clock import Clock
-from ..volume import Volume
+from ..volume import Volume, VolumeMeta
 from .bias import n4_correct
 from .brain import brain_ml_plausible, check_brain_plausible, extract_brain, foreground_mask
 from .normalize import robust_zscore
@@ -80,11 +80,13 @@ def preprocess(inputs: dict[str, Volume], options: PreprocessOptions | None = No
         flair = n4_correct(flair, head)
         clock.lap("n4_flair")
         save_step(save, "flair_n4", flair, head)
-    mask, found = head, {}
+    mask, found = head, VolumeMeta()
     if options.skull_strip:
         mask_vol = extract_brain(flair, "flair", method=options.brain_extraction, device=options.device or "auto")
         mask = mask_vol.data.astype(bool)
-        found = {k: mask_vol.meta[k] for k in ("brain_method", "in_head_fraction", "to_mni") if k in mask_vol.meta}
+        for key in ("brain_method", "in_head_fraction", "to_mni"):
+            if key in mask_vol.meta:
+                found[key] = mask_vol.meta[key]
     clock.lap("brain_mask")
     brain = flair.with_data(mask.astype(np.uint8), **found)
     if options.check_brain:

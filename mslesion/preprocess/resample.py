@@ -15,7 +15,7 @@ def reorient_canonical(vol: Volume) -> Volume:
     transform = nib.orientations.ornt_transform(ornt, ras)
     data = nib.orientations.apply_orientation(vol.data, transform)
     affine = vol.affine @ nib.orientations.inv_ornt_aff(transform, vol.shape)
-    return Volume(np.ascontiguousarray(data), affine, vol.path, dict(vol.meta))
+    return Volume(np.ascontiguousarray(data), affine, vol.path, vol.meta.copy())
 
 
 def grid_covering(vol: Volume, spacing: float | tuple[float, float, float], min_size: int = 1,
@@ -53,7 +53,7 @@ def resample_to_grid(
     affine = np.asarray(affine, dtype=np.float64)
     make = type(vol)
     if vol.shape == tuple(shape) and np.allclose(vol.affine, affine, atol=1e-5):
-        return make(vol.data.copy(), affine, vol.path, dict(vol.meta))
+        return make(vol.data.copy(), affine, vol.path, vol.meta.copy())
     vox = np.linalg.inv(vol.affine) @ affine
     data = vol.data
     if order == 0 or data.dtype == bool or isinstance(vol, LabelVolume):
@@ -65,7 +65,7 @@ def resample_to_grid(
             data.astype(np.float32), vox[:3, :3], vox[:3, 3], output_shape=tuple(shape), order=order, cval=cval,
             mode="constant",
         )
-    return make(out, affine, vol.path, dict(vol.meta))
+    return make(out, affine, vol.path, vol.meta.copy())
 
 
 def resample_like(vol: Volume, reference: Volume, order: int = 1, cval: float = 0.0) -> Volume:

@@ -70,9 +70,10 @@ def from_sitk(img: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
 def transform_to_ras_matrix(tx: sitk.Transform) -> np.ndarray:
     """4x4 RAS matrix of a SimpleITK affine-type transform (which maps LPS points)."""
     m = np.eye(4)
-    matrix = np.asarray(tx.GetMatrix(), dtype=np.float64).reshape(3, 3)
-    center = np.asarray(tx.GetCenter(), dtype=np.float64)
-    trans = np.asarray(tx.GetTranslation(), dtype=np.float64)
+    # SimpleITK's stubs type registration results as the base Transform, which lacks the affine-family getters
+    matrix = np.asarray(tx.GetMatrix(), dtype=np.float64).reshape(3, 3)  # type: ignore[attr-defined]
+    center = np.asarray(tx.GetCenter(), dtype=np.float64)  # type: ignore[attr-defined]
+    trans = np.asarray(tx.GetTranslation(), dtype=np.float64)  # type: ignore[attr-defined]
     m[:3, :3] = matrix
     m[:3, 3] = trans + center - matrix @ center
     return FLIP @ m @ FLIP

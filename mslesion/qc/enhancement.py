@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..lesions import Lesion
+from ..report import EnhancementSection
 from ..volume import Volume
 from .figures import save_png
 from .html import image_data_uri
@@ -31,15 +32,19 @@ TILE_PX = 144
 Call = tuple[str, np.ndarray, int | None]
 
 
-def enhancement_calls(lesions: list[Lesion], enhancement: Mapping[str, Any] | None) -> list[Call]:
-    """(caption, world centre in mm, lesion id or None) of every enhancing call, in gallery order."""
+def enhancement_calls(lesions: list[Lesion], enhancement: EnhancementSection | Mapping[str, Any] | None) -> list[Call]:
+    """(caption, world centre in mm, lesion id or None) of every enhancing call, in gallery order.
+
+    ``enhancement``: the report's section (or its report.json object).
+    """
     calls: list[Call] = []
     enhancing = [les for les in lesions if les.extra.get("enhancing") == "yes"]
     for les in sorted(enhancing, key=lambda l: -float(l.extra.get("enhancing_mm3") or 0.0)):
         calls.append((f"lesion #{les.id}: enhancing {les.extra.get('enhancing_mm3')} mm\u00b3, "
                       f"p95 z {les.extra.get('enhancement_z_p95')}",
                       np.array([les.centroid_x, les.centroid_y, les.centroid_z], float), les.id))
-    for n, focus in enumerate((enhancement or {}).get("enhancing_foci_outside_lesions") or [], start=1):
+    section = EnhancementSection.from_dict(enhancement or {})
+    for n, focus in enumerate(section.enhancing_foci_outside_lesions or [], start=1):
         centre = np.asarray(focus.get("centroid_mm"), float)
         if centre.shape != (3,):
             continue
@@ -77,7 +82,8 @@ def call_picture(images: Mapping[str, Volume], windows: Mapping[str, tuple[float
 
 
 def write_enhancement_gallery(images: Mapping[str, Volume], brain: Volume | None, labels: Volume | None,
-                              lut: np.ndarray, lesions: list[Lesion], enhancement: Mapping[str, Any] | None,
+                              lut: np.ndarray, lesions: list[Lesion],
+                              enhancement: EnhancementSection | Mapping[str, Any] | None,
                               qc: Path, convention: str = "radiological") -> list[tuple[str, Path]]:
     """Write ``qc/enhancing_NN.png`` for each enhancing call; returns (caption, path) pairs.
 

@@ -15,7 +15,6 @@ from PIL import Image, ImageDraw
 
 from ..atomic import write_bytes
 from ..volume import Volume
-from .html import remember_png
 from .render import (
     Plane,
     add_header_footer,
@@ -71,10 +70,8 @@ def png_bytes(img: Image.Image) -> bytes:
 
 
 def save_png(img: Image.Image, path: Path) -> Path:
-    """Write a PNG atomically (and remember its bytes for the HTML page)."""
-    data = png_bytes(img)
-    write_bytes(path, data)
-    remember_png(path, data)
+    """Write a PNG atomically."""
+    write_bytes(path, png_bytes(img))
     return Path(path)
 
 

@@ -10,13 +10,12 @@ import datetime as _dt
 import json
 import math
 import os
-from collections import OrderedDict
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
 from .. import __version__
-from ..atomic import write_text
+from ..atomic import readable_path, write_text
 from ..errors import OutputError
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
@@ -62,30 +61,13 @@ NICE = {
 }
 
 
-#: PNG bytes this process wrote recently, by resolved path.  Inside an
-#: :func:`mslesion.atomic.output_group` files are only renamed into place when
-#: the group ends, so a page written in the same group embeds them from here.
-_RECENT: "OrderedDict[Path, bytes]" = OrderedDict()
-_RECENT_MAX_BYTES = 64 * 1024 * 1024
-
-
-def remember_png(path: Path, data: bytes) -> None:
-    """Record the bytes just written to ``path`` (bounded, oldest dropped first)."""
-    key = Path(path).resolve()
-    _RECENT.pop(key, None)
-    _RECENT[key] = data
-    while sum(len(v) for v in _RECENT.values()) > _RECENT_MAX_BYTES and len(_RECENT) > 1:
-        _RECENT.popitem(last=False)
-
-
 def image_data_uri(path: Path) -> str:
-    """base64 data URI of a PNG (just written by this process, or read from disk)."""
-    data = _RECENT.get(Path(path).resolve())
-    if data is None:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise OutputError(path, f"QC image cannot be read ({exc.strerror or exc})") from exc
+    """base64 data URI of a PNG (read where it is now: a page written inside an
+    :func:`mslesion.atomic.output_group` embeds the group's pictures before they are renamed into place)."""
+    try:
+        data = readable_path(path).read_bytes()
+    except OSError as exc:
+        raise OutputError(path, f"QC image cannot be read ({exc.strerror or exc})") from exc
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         raise OutputError(path, "QC image is not a PNG file")
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")

@@ -287,7 +287,7 @@ def _glyph(s: str, size: int, fill: tuple[int, int, int]) -> Image.Image:
     """A short outlined text rendered once (RGBA, tight box) and pasted many times."""
     f = font(size)
     x0, y0, x1, y1 = f.getbbox(s, stroke_width=2)
-    img = Image.new("RGBA", (x1 - x0, y1 - y0), (0, 0, 0, 0))
+    img = Image.new("RGBA", (int(x1 - x0), int(y1 - y0)), (0, 0, 0, 0))
     ImageDraw.Draw(img).text((-x0, -y0), s, font=f, fill=fill, stroke_width=2, stroke_fill=(0, 0, 0))
     return img
 

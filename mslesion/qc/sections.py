@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..report import Report, as_report
+from ..report import EnhancementSection, Report, as_report
 from .html import facts_table, fmt, grid_table
 from .volumes import volumes_section
 
@@ -185,20 +185,20 @@ def timings_section(report: Report) -> str:
 
 def enhancement_section(report: Report) -> str:
     """Gadolinium enhancement, black holes and single-visit dissemination in time (or why not assessed)."""
-    enh = report.enhancement or {}
-    dit = enh.get("dissemination_in_time") or {}
+    enh = report.enhancement or EnhancementSection()
+    dit = enh.dissemination_in_time
     rows: list[tuple[str, str | None, object]] = [
         ("Single-visit dissemination in time", "enhancement.dissemination_in_time.statement", dit.get("statement"))]
-    if dit.get("reason"):
-        rows.append(("Why not assessed", "enhancement.dissemination_in_time.reason", dit.get("reason")))
-    if enh.get("enhancement_assessed"):
-        rows += [("Enhancing lesions", "enhancement.enhancing_lesions", enh.get("enhancing_lesions")),
-                 ("Non-enhancing lesions", "enhancement.non_enhancing_lesions", enh.get("non_enhancing_lesions")),
-                 ("Enhancing foci outside FLAIR lesions", None, len(enh.get("enhancing_foci_outside_lesions") or []))]
-    if enh.get("t1_hypointensity_assessed"):
-        rows.append(("T1-hypointense lesions (black holes)", "enhancement.black_holes", enh.get("black_holes")))
+    if dit.reason:
+        rows.append(("Why not assessed", "enhancement.dissemination_in_time.reason", dit.reason))
+    if enh.enhancement_assessed:
+        rows += [("Enhancing lesions", "enhancement.enhancing_lesions", enh.enhancing_lesions),
+                 ("Non-enhancing lesions", "enhancement.non_enhancing_lesions", enh.non_enhancing_lesions),
+                 ("Enhancing foci outside FLAIR lesions", None, len(enh.enhancing_foci_outside_lesions or []))]
+    if enh.t1_hypointensity_assessed:
+        rows.append(("T1-hypointense lesions (black holes)", "enhancement.black_holes", enh.black_holes))
     html = facts_table(rows, "enhancement")
-    if enh.get("enhancement_assessed"):
+    if enh.enhancement_assessed:
         html += ('<p class="meta">Thresholds fixed a priori, not validated against expert enhancement masks; '
                  "foci outside FLAIR lesions are often vessels: review them on the images (lesions.csv, "
                  "report.json enhancement).</p>")

@@ -135,15 +135,15 @@ def enhancement_gallery(result: SubjectOutputs, report: Report, labels: Volume, 
     from .enhancement import gallery_html, write_enhancement_gallery
 
     sections = subject_sections(report)
-    enh = report.enhancement or {}
+    enh = report.enhancement
     images = getattr(result.preprocessed, "images", None) or {}
-    assessed = bool(enh.get("enhancement_assessed"))
+    assessed = enh is not None and enh.enhancement_assessed
     pictures = write_enhancement_gallery(images if assessed else {}, result.preprocessed.brain_mask, labels, lut,
                                          list(result.lesions), enh, qc, convention)
     if not assessed:
         return sections
     total = (sum(les.extra.get("enhancing") == "yes" for les in result.lesions)
-             + len(enh.get("enhancing_foci_outside_lesions") or []))
+             + len((enh.enhancing_foci_outside_lesions if enh is not None else None) or []))
     return [(head, html + gallery_html(pictures, total) if head.startswith("Enhancement") else html)
             for head, html in sections]
 

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image
 
-from ..report import Report
+from ..report import Report, VolumesSection
 from ..volume import Volume
 
 #: fill colours of the tissue labels 1-4 (CSF, GM, WM, lesion)
@@ -25,10 +25,11 @@ def volumes_section(report: Report | Mapping[str, Any]) -> str:
     """Facts table of the report's ``volumes`` section, with its caveats."""
     from .html import facts_table
 
-    vols = report.get("volumes") or {}
-    if not vols:
+    section = report.get("volumes")
+    if not section:
         return "<p>Volumes not assessed.</p>"
-    rows: list[tuple[str, str | None, object]] = [(label, f"volumes.{key}", vols.get(key))
+    vols = VolumesSection.from_dict(section)
+    rows: list[tuple[str, str | None, object]] = [(label, f"volumes.{key}", vols[key])
                                                   for label, key in ROWS if key in vols]
     caveats = "".join(f"<li>{escape(str(c))}</li>" for c in vols.get("caveats") or [])
     return (facts_table(rows, "volumes") + (f'<ul class="meta" id="volume-caveats">{caveats}</ul>' if caveats else "")

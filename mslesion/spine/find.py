@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ..errors import InputError
 from ..volume import Volume
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 IMAGE_CANDIDATES = ("t2", "t2s", "t1")
 
 
-def find_cord(work: Volume, path: object, contrast: str | None, opts: CordOptions | None = None,
+def find_cord(work: Volume, path: str | Path | None, contrast: str | None, opts: CordOptions | None = None,
               criteria: CordCriteria | None = None) -> tuple[ContrastChoice, CordResult, dict]:
     """Segment the cord of ``work`` and check that it is a cord; returns (contrast choice, cord, features).
 
@@ -27,9 +28,9 @@ def find_cord(work: Volume, path: object, contrast: str | None, opts: CordOption
         choice = ContrastChoice(contrast, "argument", "given by the user")
     else:
         named, why = contrast_from_name(path)
-        choice = ContrastChoice(named, "file name", why) if named else None
-        if choice is None:
+        if not named:
             return _from_image(work, path, why, opts, criteria)
+        choice = ContrastChoice(named, "file name", why)
     cord = segment_cord(work, choice.contrast, opts)
     features = cord_features(work, cord, choice.contrast)
     problems = cord_problems(features, criteria)
@@ -41,7 +42,7 @@ def find_cord(work: Volume, path: object, contrast: str | None, opts: CordOption
     return choice, cord, features
 
 
-def _from_image(work: Volume, path: object, name_reason: str, opts: CordOptions | None,
+def _from_image(work: Volume, path: str | Path | None, name_reason: str, opts: CordOptions | None,
                 criteria: CordCriteria | None) -> tuple[ContrastChoice, CordResult, dict]:
     cords, feats, problems = {}, {}, {}
     for c in IMAGE_CANDIDATES:

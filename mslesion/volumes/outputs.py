@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from ..atomic import write_text
 from ..io import save_volume
+from ..report import Report, VolumesSection, as_report
 from .stage import TissueVolumes, _num
 
 #: files written beside report.json (and their BIDS suffixes in a batch's anat/ folder)
@@ -23,12 +24,13 @@ DSEG_ROWS = ((1, "cerebrospinal fluid", "CSF"), (2, "grey matter", "GM"), (3, "w
              (4, "MS lesion", "LES"))
 
 
-def volumes_csv_text(section: dict) -> str:
-    """One-row CSV of a report's ``volumes`` section."""
+def volumes_csv_text(section: VolumesSection | Mapping[str, Any]) -> str:
+    """One-row CSV of a report's ``volumes`` section (or its report.json object)."""
+    vols = VolumesSection.from_dict(section)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    writer.writerow({**section, "inputs": "+".join(section.get("inputs", []))})
+    writer.writerow({**vols.to_dict(), "inputs": "+".join(vols.inputs)})
     return buf.getvalue()
 
 
@@ -39,21 +41,21 @@ def dseg_tsv_text() -> str:
 def write_volume_outputs(vols: TissueVolumes, out: Path) -> None:
     """volumes.csv, tissue_dseg.nii.gz (native FLAIR grid, labels as in dseg.tsv) and tissue_dseg.tsv, atomically."""
     out = Path(out)
-    write_text(out / "volumes.csv", volumes_csv_text(vols.to_dict()))
+    write_text(out / "volumes.csv", volumes_csv_text(vols.section()))
     if vols.labels is not None:
         save_volume(vols.labels, out / "tissue_dseg.nii.gz", dtype=np.uint8)
     write_text(out / "tissue_dseg.tsv", dseg_tsv_text())
 
 
-def cohort_columns(report: Any) -> dict:
+def cohort_columns(report: Report | Mapping[str, Any]) -> dict:
     """The cohort-table columns of a report (a report.json dict or a Report; empty where it has no volumes)."""
-    section = report.get("volumes") or {}
-    return {name: section.get(name, "") for name in NUMBERS}
+    vols = as_report(report).volumes
+    return {name: "" if vols is None else vols.get(name, "") for name in NUMBERS}
 
 
 def volume_change(baseline: TissueVolumes, followup: TissueVolumes) -> dict:
     """Change from ``baseline`` to ``followup``: brain volume (ml, %) and BPF (absolute), plus both scans' volumes."""
-    b, f = baseline.to_dict(), followup.to_dict()
+    b, f = baseline.section(), followup.section()
     return {
         "brain_ml_change": _num(followup.brain_ml - baseline.brain_ml, 1),
         "brain_pct_change": round(100.0 * (followup.brain_ml - baseline.brain_ml) / baseline.brain_ml, 2)
@@ -61,7 +63,7 @@ def volume_change(baseline: TissueVolumes, followup: TissueVolumes) -> dict:
         "bpf_change": _num(followup.bpf - baseline.bpf, 4),
         "icv_ml_change": _num(followup.icv_ml - baseline.icv_ml, 1),
         "baseline": {k: b[k] for k in NUMBERS}, "followup": {k: f[k] for k in NUMBERS},
-        "method": b["method"], "caveats": b["caveats"]
+        "method": b.method, "caveats": b.caveats
         + ["one brain mask for both scans (the baseline's, moved by the registration), so the ICV is shared; "
            "on the two visits of one patient (longitudinal patient12) the method's BPF differed by 1.8 % "
            "(notes/issue-18.md): a BPF change smaller than about 0.02 may be the method's own variation"],

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..preprocess import Preprocessed
 from ..preprocess.resample import resample_like
+from ..report import TISSUE_LABELS, VolumesSection
 from ..volume import Volume
 from . import tissue
 
@@ -53,14 +54,18 @@ class TissueVolumes:
     seconds: float = 0.0
     labels: Volume | None = field(default=None, repr=False)
 
+    def section(self) -> VolumesSection:
+        """The report.json ``volumes`` section (the one place it is built: rounded, None where not finite)."""
+        return VolumesSection(
+            icv_ml=_num(self.icv_ml, 1), brain_ml=_num(self.brain_ml, 1), gm_ml=_num(self.gm_ml, 1),
+            wm_ml=_num(self.wm_ml, 1), csf_ml=_num(self.csf_ml, 1), lesion_ml=_num(self.lesion_ml, 3),
+            bpf=_num(self.bpf, 4), lesion_pct_icv=_num(self.lesion_pct_icv, 4), method=self.method,
+            inputs=list(self.inputs), icv_source=self.icv_source, priors=self.priors, caveats=list(self.caveats),
+            seconds=round(self.seconds, 2), labels=dict(TISSUE_LABELS))
+
     def to_dict(self) -> dict:
-        """The report.json ``volumes`` section."""
-        return {"icv_ml": _num(self.icv_ml, 1), "brain_ml": _num(self.brain_ml, 1), "gm_ml": _num(self.gm_ml, 1),
-                "wm_ml": _num(self.wm_ml, 1), "csf_ml": _num(self.csf_ml, 1), "lesion_ml": _num(self.lesion_ml, 3),
-                "bpf": _num(self.bpf, 4), "lesion_pct_icv": _num(self.lesion_pct_icv, 4),
-                "method": self.method, "inputs": list(self.inputs), "icv_source": self.icv_source,
-                "priors": self.priors, "caveats": list(self.caveats), "seconds": round(self.seconds, 2),
-                "labels": {"0": "outside ICV", "1": "CSF", "2": "GM", "3": "WM", "4": "lesion"}}
+        """The report.json ``volumes`` section as a JSON object."""
+        return self.section().to_dict()
 
 
 def _priors(pre: Preprocessed, icv: np.ndarray) -> tuple[np.ndarray | None, str]:
