@@ -71,8 +71,8 @@ def volume_change(baseline: TissueVolumes, followup: TissueVolumes) -> dict:
 def compare_volumes(pre0, prob0, pre1, prob1, threshold: float) -> dict:
     """Volumes of two preprocessed scans (lesions: probability >= ``threshold`` on each working grid) and
     their change (:func:`volume_change`); for ``mslesion compare``."""
-    from .stage import assess_volumes
+    from .stage import assess_volumes_jointly
 
-    v0 = assess_volumes(pre0, prob0.with_data(prob0.data >= threshold))
-    v1 = assess_volumes(pre1, prob1.with_data(prob1.data >= threshold))
+    v0, v1 = assess_volumes_jointly([pre0, pre1], [prob0.with_data(prob0.data >= threshold),
+                                                   prob1.with_data(prob1.data >= threshold)])
     return volume_change(v0, v1)
