@@ -41,6 +41,14 @@ VARIANTS = {
     "pv csf/gm power .5": TissueModel(pairs=((0, 1),), prior_power=0.5),
     "pv csf/gm+gm/wm power .5": TissueModel(pairs=((0, 1), (1, 2)), prior_power=0.5),
     "pv all power .5": TissueModel(pairs=((0, 1), (0, 2), (1, 2)), prior_power=0.5),
+    "pv csf/gm power .3": TissueModel(pairs=((0, 1),), prior_power=0.3),
+    "pv csf/gm power .7": TissueModel(pairs=((0, 1),), prior_power=0.7),
+    "pv csf/gm w2 power .5": TissueModel(pairs=((0, 1),), pv_weight=2.0, prior_power=0.5),
+    "pv csf/gm w.5 power .5": TissueModel(pairs=((0, 1),), pv_weight=0.5, prior_power=0.5),
+    "pv csf/gm power .2": TissueModel(pairs=((0, 1),), prior_power=0.2),
+    "pv csf/gm power .1": TissueModel(pairs=((0, 1),), prior_power=0.1),
+    "pv csf/gm power 0": TissueModel(pairs=((0, 1),), prior_power=0.0),
+    "power .3": TissueModel(prior_power=0.3),
 }
 
 
@@ -55,12 +63,13 @@ def main() -> int:
     ap.add_argument("--flair-only", action="store_true")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--pair", action="store_true", help="patient12 BPF between visits (own masks, shared mask)")
+    ap.add_argument("--pair-only", action="store_true", help="only the shared-mask pair (no per-case rows)")
     args = ap.parse_args()
     names = [v for v in args.variants.split(",") if v]
     cases = [c for c in args.cases.split(",") if c and (cache_dir(c, args.flair_only) / "prepared.pkl").is_file()]
     print(f"{'variant':18s} {'case':20s}   ICV  brain    GM    WM   CSF    BPF | %diff brain/GM/WM/CSF | Dice CSF/GM/WM | s")
     bpf: dict[tuple[str, str], float] = {}
-    for case in cases:
+    for case in [] if args.pair_only else cases:
         pre, mask, _source, ml, _t = load(cache_dir(case, args.flair_only) / "prepared.pkl")
         for name in names:
             res = assess_volumes(pre, mask, ml, model=VARIANTS[name])
@@ -72,7 +81,7 @@ def main() -> int:
             bpf[(name, case)] = res.bpf
             print(f"{name:18s} {case:20s} {res.icv_ml:5.0f} {res.brain_ml:6.0f} {res.gm_ml:5.0f} {res.wm_ml:5.0f} "
                   f"{res.csf_ml:5.0f} {res.bpf:.4f} | {ds} | {dc} | {res.seconds:.1f}", flush=True)
-    if args.pair:
+    if args.pair or args.pair_only:
         own = [(n, bpf.get((n, "patient12_study1")), bpf.get((n, "patient12_study2"))) for n in names]
         for n, a, b in own:
             if a is not None and b is not None:
