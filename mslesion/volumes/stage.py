@@ -181,11 +181,11 @@ def assess_volumes(pre: Preprocessed, lesion_mask: Volume, lesion_ml: float | No
     return volumes_from_posteriors(pre, tissue_posteriors(pre, lesion_mask, use_priors, model), lesion_ml, t0)
 
 
-def assess_volumes_jointly(pres: list[Preprocessed], lesion_masks: list[Volume],
+def assess_volumes_jointly(pres: list[Preprocessed], lesion_masks: list[Volume], use_priors: bool = True,
                            model: TissueModel = DEFAULT_MODEL) -> list[TissueVolumes]:
     """:func:`assess_volumes` of several scans of one head with one mixture (:func:`joint_tissue_posteriors`)."""
     t0 = time.perf_counter()
-    found = joint_tissue_posteriors(pres, lesion_masks, model=model)
+    found = joint_tissue_posteriors(pres, lesion_masks, use_priors, model)
     share = (time.perf_counter() - t0) / max(1, len(pres))
     return [volumes_from_posteriors(p, f, None, time.perf_counter() - share) for p, f in zip(pres, found)]
 

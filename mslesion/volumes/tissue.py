@@ -189,13 +189,15 @@ def fit_samples(scans: list[Samples], order: tuple[int, ...], max_fit_samples: i
     deterministic share from each): one scan for ``analyze``, both for a longitudinal ``compare``."""
     rng = np.random.default_rng(seed)
     share = max_fit_samples // len(scans)
-    xs, prs = [], []
+    xs: list[np.ndarray] = []
+    prs: list[np.ndarray] = []
     for sc in scans:
         n = len(sc.x)
         pick = np.sort(rng.choice(n, size=min(n, share), replace=False))
         xs.append(sc.x[pick])
-        prs.append(None if sc.prior is None else sc.prior[pick])
-    prior = None if any(p is None for p in prs) else np.concatenate(prs)  # type: ignore[arg-type]
+        if sc.prior is not None:
+            prs.append(sc.prior[pick])
+    prior = np.concatenate(prs) if len(prs) == len(scans) else None
     return fit_mixture(np.concatenate(xs), np.asarray(order), prior, pairs=pairs, pv_weight=pv_weight)
 
 
