@@ -208,8 +208,12 @@ def run_case(case: str, flair_only: bool, keep: bool = False) -> tuple:
     return row, pre, res, mask
 
 
-def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0) -> list[dict]:
-    """Replace parenchyma at the brain's outer/ventricular surface by CSF in known amounts; re-measure."""
+def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0, donor_min_csf: float | None = None
+            ) -> list[dict]:
+    """Replace parenchyma at the brain's outer/ventricular surface by CSF in known amounts; re-measure.
+
+    Donor intensities come from voxels labelled CSF; ``donor_min_csf``: only from voxels whose CSF
+    posterior is at least this (pure CSF, not the CSF/GM edge a partial-volume model labels CSF)."""
     work = resample_like(res.labels.with_data(res.labels.data.astype(np.float32)), pre.flair, order=0).data
     labels = np.rint(work).astype(np.uint8)
     parenchyma = (labels == 2) | (labels == 3)
@@ -219,6 +223,8 @@ def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0) -> list
     csf_idx = np.flatnonzero(csf)
     before = tissue_posteriors(pre, mask)
     brain_frac = before.post[..., 1] + before.post[..., 2]
+    if donor_min_csf is not None:
+        csf_idx = np.flatnonzero(csf & (before.post[..., 0] >= donor_min_csf))
     out = []
     base = res.brain_ml
     for frac in fractions:
@@ -307,6 +313,8 @@ def main() -> int:
     ap.add_argument("--flair-only", action="store_true", help="FLAIR alone, even where a T1 exists")
     ap.add_argument("--atrophy", default="ljubljana_patient07", help="case for the synthetic atrophy ('' : none)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--atrophy-donor-min-csf", type=float, default=None,
+                    help="synthetic atrophy: copy CSF values only from voxels with at least this CSF posterior")
     ap.add_argument("--shared-mask", action="store_true",
                     help="also patient12's BPF change with one brain mask for both visits, as `compare` does")
     ap.add_argument("--reuse", action="store_true",
@@ -324,7 +332,8 @@ def main() -> int:
             row, pre, res, mask = run_case(case, args.flair_only, args.keep_prepared)
             labels = res.labels
             if case == args.atrophy:
-                row["atrophy"] = atrophy(pre, res, mask)
+                row["atrophy"] = atrophy(pre, res, mask, donor_min_csf=args.atrophy_donor_min_csf)
+                row["atrophy_donor_min_csf"] = args.atrophy_donor_min_csf
                 (cache_dir(case, args.flair_only) / "row.json").write_text(json.dumps(row))
         compare_with_samseg(case, row, labels)
         rows.append(row)
