@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import re
 import sys
 import time
@@ -160,16 +161,39 @@ def cached(case: str, flair_only: bool) -> tuple[dict, Volume] | None:
     return json.loads((folder / "row.json").read_text()), lab
 
 
-def run_case(case: str, flair_only: bool) -> dict:
+def pickled(path: Path, make):
+    """``make()``, cached as a pickle at ``path`` (the preprocessing and lesions of a case: minutes each)."""
+    if path.is_file():
+        with path.open("rb") as fh:
+            return pickle.load(fh)
+    value = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return value
+
+
+def prepared(case: str, flair_only: bool, keep: bool):
+    """(pre, lesion mask, its source, lesion ml, preprocessing seconds) of ``case``; ``keep``: cached in
+    .devdata/volumes_bench/<case>/prepared.pkl so that a change of the tissue model re-runs in seconds."""
     flair_rel, t1_rel, _ = CASES[case]
-    vols = {"flair": load_volume(nii(flair_rel), role="FLAIR")}
-    if t1_rel and not flair_only:
-        vols["t1"] = load_volume(nii(t1_rel), role="T1")
-    t0 = time.perf_counter()
-    pre = preprocess(vols)
-    t_pre = time.perf_counter() - t0
-    mask, source = lesion_mask(case, vols["flair"], pre, flair_only)
-    ml = float(np.count_nonzero(mask.data)) * mask.voxel_volume_ml if mask.same_grid(vols["flair"]) else None
+
+    def make():
+        vols = {"flair": load_volume(nii(flair_rel), role="FLAIR")}
+        if t1_rel and not flair_only:
+            vols["t1"] = load_volume(nii(t1_rel), role="T1")
+        t0 = time.perf_counter()
+        pre = preprocess(vols)
+        t_pre = time.perf_counter() - t0
+        mask, source = lesion_mask(case, vols["flair"], pre, flair_only)
+        ml = float(np.count_nonzero(mask.data)) * mask.voxel_volume_ml if mask.same_grid(vols["flair"]) else None
+        return pre, mask, source, ml, t_pre
+
+    return pickled(cache_dir(case, flair_only) / "prepared.pkl", make) if keep else make()
+
+
+def run_case(case: str, flair_only: bool, keep: bool = False) -> tuple:
+    pre, mask, source, ml, t_pre = prepared(case, flair_only, keep)
     t0 = time.perf_counter()
     res = assess_volumes(pre, mask, ml)
     t_vol = time.perf_counter() - t0
@@ -184,8 +208,12 @@ def run_case(case: str, flair_only: bool) -> dict:
     return row, pre, res, mask
 
 
-def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0) -> list[dict]:
-    """Replace parenchyma at the brain's outer/ventricular surface by CSF in known amounts; re-measure."""
+def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0, donor_min_csf: float | None = None
+            ) -> list[dict]:
+    """Replace parenchyma at the brain's outer/ventricular surface by CSF in known amounts; re-measure.
+
+    Donor intensities come from voxels labelled CSF; ``donor_min_csf``: only from voxels whose CSF
+    posterior is at least this (pure CSF, not the CSF/GM edge a partial-volume model labels CSF)."""
     work = resample_like(res.labels.with_data(res.labels.data.astype(np.float32)), pre.flair, order=0).data
     labels = np.rint(work).astype(np.uint8)
     parenchyma = (labels == 2) | (labels == 3)
@@ -195,6 +223,8 @@ def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0) -> list
     csf_idx = np.flatnonzero(csf)
     before = tissue_posteriors(pre, mask)
     brain_frac = before.post[..., 1] + before.post[..., 2]
+    if donor_min_csf is not None:
+        csf_idx = np.flatnonzero(csf & (before.post[..., 0] >= donor_min_csf))
     out = []
     base = res.brain_ml
     for frac in fractions:
@@ -236,35 +266,45 @@ def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0) -> list
     return out
 
 
-def shared_mask_consistency(pair=("patient12_study1", "patient12_study2")) -> dict:
+def shared_mask_consistency(pair=("patient12_study1", "patient12_study2"), keep: bool = False) -> dict:
     """As ``mslesion compare`` measures it: one brain mask (the first scan's, moved by the rigid
-    registration) for both scans, lesions from the default model on each; returns both BPFs."""
-    from dataclasses import replace as dc_replace
+    registration) for both scans, lesions from the default model on each, volumes by the library's
+    :func:`compare_volumes`; returns its ``volume_change`` (both BPFs). ``keep``: the preprocessed
+    pair and lesions cached in .devdata/volumes_bench/<pair>_shared/prepared.pkl."""
+    from mslesion.volumes.outputs import compare_volumes
 
-    from mslesion.longitudinal.compare import _registration_view, _with_brain
-    from mslesion.preprocess import PreprocessOptions
-    from mslesion.preprocess.registration import register_rigid, resample_moving
-    from mslesion.segment import load_segmenter
-    from mslesion.volumes.outputs import volume_change
+    def make():
+        from dataclasses import replace as dc_replace
 
-    vols = []
-    for case in pair:
-        flair_rel, t1_rel, _ = CASES[case]
-        vols.append({"flair": load_volume(nii(flair_rel), role="FLAIR"), "t1": load_volume(nii(t1_rel), role="T1")})
-    pre0 = preprocess(vols[0])
-    pre1 = preprocess(vols[1], dc_replace(PreprocessOptions(), skull_strip=False))
-    fixed, fmask = _registration_view(pre0.flair, pre0.brain_mask.data > 0)
-    moving, _ = _registration_view(pre1.flair, pre1.brain_mask.data > 0)
-    transform = register_rigid(fixed, moving, fixed_mask=fmask)
-    back = np.linalg.inv(transform)
-    mask1 = resample_moving(pre0.brain_mask.with_data(pre0.brain_mask.data.astype(np.float32)), pre1.flair, back, 1)
-    pre1 = _with_brain(pre1, mask1.data >= 0.5)
-    seg = load_segmenter("auto", contrasts={"flair", "t1"}, device="cpu")
-    res = []
-    for pre in (pre0, pre1):
-        prob = seg.predict(pre)
-        res.append(assess_volumes(pre, prob.with_data(prob.data >= seg.threshold)))
-    return volume_change(res[0], res[1])
+        from mslesion.longitudinal.compare import _registration_view, _with_brain
+        from mslesion.preprocess import PreprocessOptions
+        from mslesion.preprocess.registration import register_rigid, resample_moving
+        from mslesion.segment import load_segmenter
+
+        vols = []
+        for case in pair:
+            flair_rel, t1_rel, _ = CASES[case]
+            vols.append({"flair": load_volume(nii(flair_rel), role="FLAIR"),
+                         "t1": load_volume(nii(t1_rel), role="T1")})
+        pre0 = preprocess(vols[0])
+        pre1 = preprocess(vols[1], dc_replace(PreprocessOptions(), skull_strip=False))
+        fixed, fmask = _registration_view(pre0.flair, pre0.brain_mask.data > 0)
+        moving, _ = _registration_view(pre1.flair, pre1.brain_mask.data > 0)
+        transform = register_rigid(fixed, moving, fixed_mask=fmask)
+        back = np.linalg.inv(transform)
+        mask1 = resample_moving(pre0.brain_mask.with_data(pre0.brain_mask.data.astype(np.float32)), pre1.flair,
+                                back, 1)
+        pre1 = _with_brain(pre1, mask1.data >= 0.5)
+        seg = load_segmenter("auto", contrasts={"flair", "t1"}, device="cpu")
+        les = []
+        for pre in (pre0, pre1):
+            prob = seg.predict(pre)
+            les.append(prob.with_data((prob.data >= seg.threshold).astype(np.float32)))
+        return pre0, les[0], pre1, les[1]
+
+    folder = CACHE / ("_".join(pair) + "_shared")
+    pre0, les0, pre1, les1 = pickled(folder / "prepared.pkl", make) if keep else make()
+    return compare_volumes(pre0, les0, pre1, les1, 0.5)
 
 
 def main() -> int:
@@ -273,10 +313,15 @@ def main() -> int:
     ap.add_argument("--flair-only", action="store_true", help="FLAIR alone, even where a T1 exists")
     ap.add_argument("--atrophy", default="ljubljana_patient07", help="case for the synthetic atrophy ('' : none)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--atrophy-donor-min-csf", type=float, default=None,
+                    help="synthetic atrophy: copy CSF values only from voxels with at least this CSF posterior")
     ap.add_argument("--shared-mask", action="store_true",
                     help="also patient12's BPF change with one brain mask for both visits, as `compare` does")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse our results cached in .devdata/volumes_bench (only re-compare with SAMSEG)")
+    ap.add_argument("--keep-prepared", action="store_true",
+                    help="cache each case's preprocessing and lesions in .devdata/volumes_bench/<case>/prepared.pkl "
+                         "and reuse them: a change of the tissue model then re-runs in seconds")
     args = ap.parse_args()
     rows = []
     for case in [c for c in args.cases.split(",") if c]:
@@ -284,10 +329,11 @@ def main() -> int:
         if hit is not None:
             row, labels = hit
         else:
-            row, pre, res, mask = run_case(case, args.flair_only)
+            row, pre, res, mask = run_case(case, args.flair_only, args.keep_prepared)
             labels = res.labels
             if case == args.atrophy:
-                row["atrophy"] = atrophy(pre, res, mask)
+                row["atrophy"] = atrophy(pre, res, mask, donor_min_csf=args.atrophy_donor_min_csf)
+                row["atrophy_donor_min_csf"] = args.atrophy_donor_min_csf
                 (cache_dir(case, args.flair_only) / "row.json").write_text(json.dumps(row))
         compare_with_samseg(case, row, labels)
         rows.append(row)
@@ -305,7 +351,7 @@ def main() -> int:
         print(f"\npatient12 BPF study1 {a['bpf']:.4f} study2 {b['bpf']:.4f}: difference {100 * (b['bpf'] - a['bpf']):+.2f} % "
               f"(absolute; target < 1 %); ICV {a['icv_ml']:.0f} vs {b['icv_ml']:.0f} ml")
     if args.shared_mask:
-        vc = shared_mask_consistency()
+        vc = shared_mask_consistency(keep=args.keep_prepared)
         print(f"patient12, one brain mask for both visits (as `compare`): BPF {vc['baseline']['bpf']:.4f} -> "
               f"{vc['followup']['bpf']:.4f}, difference {100 * vc['bpf_change']:+.2f} % (absolute; target < 1 %); "
               f"brain {vc['brain_pct_change']:+.2f} %")

@@ -134,6 +134,36 @@ def test_priors_decide_where_intensities_cannot():
     assert np.mean(lab[:, :, :4] == 0) > 0.9
 
 
+def test_partial_volume_voxels_are_split_between_their_two_classes():
+    """Voxels mixing CSF and GM (T1-like contrast, fraction uniform on 0..1) count as a fraction of each."""
+    rng = np.random.default_rng(0)
+    frac = rng.uniform(0, 1, 3000)
+    x = np.concatenate([rng.normal(0.3, 0.03, 4000), rng.normal(0.65, 0.03, 4000), rng.normal(1.0, 0.03, 4000),
+                        0.3 + 0.35 * frac + rng.normal(0, 0.03, 3000)])[:, None]
+    truth_gm = 4000 + frac.sum()
+    order = np.array(tissue.CONTRAST_ORDER["t1"])
+    pv = tissue.fit_mixture(x, order, pairs=((0, 1),))
+    gm_pv = tissue.fold_pv(tissue.posteriors(x, pv), x, pv)[:, 1].sum()
+    plain = tissue.fit_mixture(x, order)
+    gm_plain = tissue.posteriors(x, plain)[:, 1].sum()
+    assert gm_pv == pytest.approx(truth_gm, rel=0.03)
+    assert abs(gm_pv - truth_gm) < abs(gm_plain - truth_gm)
+    assert np.allclose(pv.means[:, 0], [0.3, 0.65, 1.0], atol=0.03)
+    assert tissue.pv_fraction(np.array([[0.475]]), pv, (0, 1))[0] == pytest.approx(0.5, abs=0.05)
+
+
+def test_joint_mixture_gives_both_scans_one_set_of_class_intensities():
+    """compare's joint fit: two scans of one phantom (other noise) get the truth's volumes and near-equal BPF."""
+    from mslesion.volumes.stage import assess_volumes_jointly
+
+    a, b = phantom(seed=2), phantom(seed=3)
+    les = Volume(a["truth"]["lesion"].astype(np.uint8), np.eye(4))
+    v0, v1 = assess_volumes_jointly([as_pre(a), as_pre(b)], [les, les], use_priors=False)
+    assert v0.gm_ml == pytest.approx(truth_ml(a, "gm"), rel=0.05)
+    assert v1.wm_ml == pytest.approx(truth_ml(b, "wm"), rel=0.05)
+    assert abs(v0.bpf - v1.bpf) < 0.005
+
+
 def test_volume_outputs_text():
     section = {"icv_ml": 1500.0, "brain_ml": 1200.0, "gm_ml": 650.0, "wm_ml": 540.0, "csf_ml": 300.0,
                "lesion_ml": 10.0, "bpf": 0.8, "lesion_pct_icv": 0.6667, "method": "m", "inputs": ["flair", "t1"],
