@@ -11,15 +11,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from mslesion import pipeline
 from mslesion.batch import BatchOptions, discover, run_batch
 from mslesion.batch.inputs import check_label
 from mslesion.batch.runner import LOCK_NAME
 from mslesion.cli import main
 from mslesion.errors import InputError, OutputError
 from mslesion.lesions import find_lesions
-from mslesion.metrics import evaluate
-from mslesion import pipeline
 from mslesion.location import LocationResult
+from mslesion.metrics import evaluate
 from mslesion.pipeline import AnalyzeOptions
 from mslesion.preprocess import PreprocessOptions
 from mslesion.volume import Volume
@@ -144,7 +144,8 @@ def test_batch_outputs_tables_and_failures(bids: Path, tmp_path: Path) -> None:
         assert float(row["total_volume_ml"]) == pytest.approx(sum(l.volume_ml for l in found), abs=1e-3)
         report = json.loads((anat / f"{key}_desc-lesions_report.json").read_text())
         assert report["batch"]["subject"] == sub and report["lesion_count"] == len(found)
-        log_text = (deriv / f"sub-{sub}" / (f"ses-{ses}" if ses else "") / "log" / f"{key}_desc-mslesion_log.txt").read_text()
+        log_dir = deriv / f"sub-{sub}" / (f"ses-{ses}" if ses else "") / "log"
+        log_text = (log_dir / f"{key}_desc-mslesion_log.txt").read_text()
         assert key in log_text and "done" in log_text
     failures = {r["key"]: r for r in read_csv(deriv / "failures.csv")}
     assert set(failures) == {"sub-04", "sub-05"}
@@ -238,7 +239,8 @@ def test_second_batch_on_same_folder_refused(tmp_path: Path) -> None:
     assert not (deriv / LOCK_NAME).exists()
 
 
-@pytest.mark.parametrize("name,contrast", [("sub-1_acq-cspine_T2w.nii.gz", "t2"), ("sub-1_acq-spine_T2starw.nii.gz", "t2s"),
+@pytest.mark.parametrize("name,contrast", [("sub-1_acq-cspine_T2w.nii.gz", "t2"),
+                                           ("sub-1_acq-spine_T2starw.nii.gz", "t2s"),
                                            ("sub-1_bp-spine_T1w.nii", "t1"), ("sub-1_acq-cord_STIR.nii.gz", "stir")])
 def test_spine_contrast_from_bids_suffix(name: str, contrast: str) -> None:
     from mslesion.batch.worker import spine_contrast

@@ -113,7 +113,8 @@ def test_dask_local_cluster(tmp_path: Path) -> None:
     bad.mkdir(parents=True)
     (bad / "sub-99_FLAIR.nii.gz").write_bytes(b"not an image")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        res = run_batch(bids, tmp_path / "deriv", BASELINE, BatchOptions(scheduler=cluster.scheduler_address, quiet=True))
+        res = run_batch(bids, tmp_path / "deriv", BASELINE,
+                        BatchOptions(scheduler=cluster.scheduler_address, quiet=True))
     assert res.done == 2 and [f["key"] for f in res.failures] == ["sub-99"] and res.exit_code == 1
     assert len(res.rows) == 2
     pids = {json.loads(p.read_text())["batch"]["pid"] for p in (tmp_path / "deriv").rglob("*_desc-lesions_report.json")}

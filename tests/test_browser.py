@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import ROOT, chromium_path
-from .test_qc import synthetic_result
 from mslesion.pipeline import AnalyzeOptions, Analyzer
 from mslesion.qc import write_batch_index
+
+from .conftest import ROOT, chromium_path
+from .test_qc import synthetic_result
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = ROOT / "test-artifacts"

@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# pydicom is a core dependency (pyproject): missing, these imports fail rather than skip
+from pydicom.uid import generate_uid
+
 from mslesion.errors import InputError
 from mslesion.io import load_volume
 from mslesion.preprocess.registration import rigid_matrix
 from mslesion.preprocess.resample import reorient_canonical
 from mslesion.volume import Volume
-
-# pydicom is a core dependency (pyproject): missing, these imports fail rather than skip
-from pydicom.uid import generate_uid
 
 from .factories import mr_dataset
 

@@ -65,7 +65,8 @@ weird = st.sampled_from([float("nan"), float("inf"), 0.0, -1.0, 1e30, 1e-30])
 VALUES = {
     "PixelSpacing": st.one_of(st.lists(weird, min_size=2, max_size=2), st.just([1.0]), st.just([])),
     "ImageOrientationPatient": st.sampled_from(
-        [[0, 0, 0, 0, 0, 0], [1, 0, 0, 1, 0, 0], [1, 0, 0], [float("nan")] * 6, [1, 0, 0, 0, 0, 1], [2, 0, 0, 0, 3, 0]]),
+        [[0, 0, 0, 0, 0, 0], [1, 0, 0, 1, 0, 0], [1, 0, 0], [float("nan")] * 6, [1, 0, 0, 0, 0, 1],
+         [2, 0, 0, 0, 3, 0]]),
     "ImagePositionPatient": st.one_of(st.lists(weird, min_size=3, max_size=3), st.just([0.0, 0.0])),
     "SliceThickness": weird,
     "Rows": st.sampled_from([0, 1, 5, 60000]),

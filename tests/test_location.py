@@ -8,13 +8,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from .factories import make_phantom, save
 from mslesion.cli import main
+from mslesion.lesions import Lesion, find_lesions
 from mslesion.location import MCDONALD_AREAS, REGIONS, LocationOptions, dis_verdict, locate
 from mslesion.location.atlas import ATLAS_FILE, LABEL_NAMES, TEMPLATE_FILE, from_sitk, load_atlas, to_sitk
 from mslesion.location.regions import axial_long_axis_mm, classify, long_axis_mm, summarise, verdict_for
-from mslesion.lesions import Lesion, find_lesions
 from mslesion.volume import Volume
+
+from .factories import make_phantom, save
 
 
 # ---------------------------------------------------------------- DIS

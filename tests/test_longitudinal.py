@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .factories import ball, make_phantom, save
 from mslesion.cli import main
 from mslesion.errors import InputError
 from mslesion.longitudinal import ChangeOptions, detect_changes, read_itk_transform
 from mslesion.longitudinal.change import DISAPPEARING, ENLARGING, NEW, difference_z
+
+from .factories import ball, make_phantom, save
 
 SHAPE = (96, 96, 64)
 STABLE = (30, 40, 32, 3.0)       # present at both time points
@@ -35,7 +36,8 @@ def _pair(seed: int = 0, change: bool = True):
 
 def _detect(b, f, f1, **kw):
     opts = ChangeOptions(**kw)
-    return detect_changes(b.flair.data, f1, b.lesions.data, f.lesions.data, b.brain.data > 0, (1.0, 1.0, 1.0), 0.5, opts)
+    return detect_changes(b.flair.data, f1, b.lesions.data, f.lesions.data, b.brain.data > 0, (1.0, 1.0, 1.0), 0.5,
+                          opts)
 
 
 def _kind_at(changes, centre) -> set[int]:
@@ -213,7 +215,8 @@ def test_mismatched_grids_are_refused():
 ITK_TEXT = """#Insight Transform File V1.0
 #Transform 0
 Transform: MatrixOffsetTransformBase_double_3_3
-Parameters: 0.997801 0.0232712 0.0112899 -0.0239862 1.00232 -0.027004 -0.0115259 0.028399 1.00282 -0.573382 0.325033 -5.23643
+Parameters: """ + ("0.997801 0.0232712 0.0112899 -0.0239862 1.00232 -0.027004 -0.0115259 0.028399 1.00282 "
+                   "-0.573382 0.325033 -5.23643") + """
 FixedParameters: 2.42848 9.75986 33.0473
 """
 

@@ -6,8 +6,14 @@ import pytest
 
 from mslesion.errors import InputError
 from mslesion.location import atlas
-from mslesion.location.mni_sites import (ATLAS_SITE_COUNTS, MNI152_1MM_AFFINE, MNI152_1MM_SHAPE, atlas_sites,
-                                         mni_anchor_sites, require_mni_space)
+from mslesion.location.mni_sites import (
+    ATLAS_SITE_COUNTS,
+    MNI152_1MM_AFFINE,
+    MNI152_1MM_SHAPE,
+    atlas_sites,
+    mni_anchor_sites,
+    require_mni_space,
+)
 from mslesion.location.synthetic import MNI_SITES
 from mslesion.volume import Volume
 

@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mslesion import Analyzer, AnalyzeOptions, analyze
+from mslesion import AnalyzeOptions, Analyzer, analyze
 from mslesion.cli import main
 from mslesion.metrics import evaluate, score_arrays
 
@@ -44,7 +44,8 @@ def test_baseline_finds_bright_phantom_lesions(tmp_path):
 def test_output_grid_follows_oblique_thick_slice_input(tmp_path):
     ph = make_phantom(shape=(48, 48, 16), zooms=(3.0, 3.0, 9.0), lesions=((24, 30, 8, 2.0),))
     theta = np.deg2rad(12)
-    rot = np.array([[1, 0, 0, 0], [0, np.cos(theta), -np.sin(theta), 0], [0, np.sin(theta), np.cos(theta), 0], [0, 0, 0, 1]])
+    c, s = np.cos(theta), np.sin(theta)
+    rot = np.array([[1, 0, 0, 0], [0, c, -s, 0], [0, s, c, 0], [0, 0, 0, 1]])
     flip = np.diag([-1.0, 1.0, 1.0, 1.0])  # LAS storage
     affine = rot @ flip @ ph.flair.affine
     p = save(ph.flair.data, tmp_path / "obl.nii.gz", affine)
@@ -121,7 +122,8 @@ def test_brain_extraction_device_follows_the_model_unless_set():
     from mslesion.preprocess import PreprocessOptions
 
     assert AnalyzeOptions(device="cuda").preprocess_options().device == "cuda"
-    assert AnalyzeOptions(device="cuda", preprocess=PreprocessOptions(device="cpu")).preprocess_options().device == "cpu"
+    pinned = AnalyzeOptions(device="cuda", preprocess=PreprocessOptions(device="cpu"))
+    assert pinned.preprocess_options().device == "cpu"
     assert AnalyzeOptions().preprocess_options().device == "auto"
 
 

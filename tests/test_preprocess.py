@@ -4,11 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import pytest
+import SimpleITK as sitk
 from scipy import ndimage
 
-from .factories import make_phantom
 from mslesion.errors import InputError
 from mslesion.io import load_volume
 from mslesion.preprocess import PreprocessOptions, preprocess
@@ -18,6 +17,8 @@ from mslesion.preprocess.registration import register_rigid, resample_moving, ri
 from mslesion.preprocess.resample import isotropic_grid, reorient_canonical, resample_to_grid
 from mslesion.preprocess.sitk_bridge import from_sitk, ras_matrix_to_transform, to_sitk, transform_to_ras_matrix
 from mslesion.volume import Volume
+
+from .factories import make_phantom
 
 
 def _oblique_las(shape=(40, 36, 12), zooms=(0.9, 0.9, 4.0)) -> np.ndarray:

@@ -11,18 +11,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .factories import make_phantom, save
 from mslesion.errors import OutputError
 from mslesion.lesions import find_lesions
 from mslesion.location import LocationResult
 from mslesion.pipeline import AnalysisResult, AnalyzeOptions, Analyzer, write_outputs
 from mslesion.preprocess import Preprocessed
-from mslesion.qc import region_colour, compare_figure, sagittal_cord_figure, write_batch_index, write_report_html, write_subject_qc
+from mslesion.qc import (
+    compare_figure,
+    region_colour,
+    sagittal_cord_figure,
+    write_batch_index,
+    write_report_html,
+    write_subject_qc,
+)
 from mslesion.qc import subject as qc_subject
-from mslesion.qc.figures import NEW_COLOUR, CORD_COLOUR, choose_slices, lesion_lut, mosaic
+from mslesion.qc.figures import CORD_COLOUR, NEW_COLOUR, choose_slices, lesion_lut, mosaic
 from mslesion.qc.render import Plane, edge_labels, hex_rgb, sample, world_box
 from mslesion.volume import Volume
 
+from .factories import make_phantom, save
 
 REGION_CYCLE = ("periventricular", "juxtacortical", "infratentorial", "deep_white_matter")
 

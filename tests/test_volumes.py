@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from mslesion.preprocess import Preprocessed
 from mslesion.volume import Volume
-from mslesion.volumes import assess_volumes
-from mslesion.volumes import tissue
+from mslesion.volumes import assess_volumes, tissue
 from mslesion.volumes.outputs import CSV_COLUMNS, NUMBERS, cohort_columns, volume_change, volumes_csv_text
 
 from .conftest import ROOT
