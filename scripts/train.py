@@ -49,6 +49,8 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
                     help="add W x the lesion-wise Dice (every lesion in a patch weighs alike; 0: off)")
     ap.add_argument("--blob-margin", type=int, default=6, metavar="V",
                     help="voxels around each lesion in which its blob Dice is taken (0: the whole patch)")
+    ap.add_argument("--false-blob-loss", type=float, default=0.0, metavar="W",
+                    help="add W x the mean BCE of each false lesion (component >= 0.5 away from every lesion)")
     ap.add_argument("--lesion-fraction", type=float, default=0.6, help="share of patches centred on a lesion")
     a = ap.parse_args(argv)
     channels = tuple(c.strip() for c in a.channels.split(",") if c.strip())
@@ -62,7 +64,8 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
                        augment=AugmentConfig(p_synthetic=a.synthetic_lesions, p_tissue_bump=a.tissue_bump),
                        init_weights=a.init, small_lesion_weight=a.small_lesion_weight,
                        lesion_sampling=a.lesion_sampling, lesion_fraction=a.lesion_fraction,
-                       blob_weight=a.blob_loss, blob_margin=a.blob_margin)
+                       blob_weight=a.blob_loss, blob_margin=a.blob_margin,
+                       false_blob_weight=a.false_blob_loss)
 
 
 def package(argv: list[str]) -> int:

@@ -599,3 +599,28 @@ def test_blob_loss_counts_every_lesion_alike():
     assert float(blob_dice_loss(far, target, margin=0)) > 0.3
     assert float(blob_dice_loss(perfect, target, margin=0)) < 0.1
     assert float(blob_dice_loss(perfect, torch.zeros_like(target))) == 0.0
+
+
+def test_false_blob_loss_charges_each_false_lesion_alike():
+    """A 2-voxel false lesion costs as much as a 1,000-voxel one; found lesions and probability next to a
+    lesion cost nothing; the term pushes only the false lesion's logits down."""
+    from mslesion.model.losses import false_blob_loss
+
+    target = torch.zeros(1, 1, 48, 48, 48)
+    target[0, 0, 5:15, 5:15, 5:15] = 1
+    perfect = torch.where(target > 0.5, 4.0, -4.0)
+    assert float(false_blob_loss(perfect, target)) == 0.0
+    halo = perfect.clone()
+    halo[0, 0, 15:16, 5:15, 5:15] = 4.0  # spill touching the lesion: not a false lesion
+    assert float(false_blob_loss(halo, target)) == 0.0
+    tiny = perfect.clone()
+    tiny[0, 0, 40, 40, 40:42] = 4.0
+    big = perfect.clone()
+    big[0, 0, 30:40, 30:40, 30:40] = 4.0
+    assert float(false_blob_loss(tiny, target)) == pytest.approx(float(false_blob_loss(big, target)), rel=1e-4)
+    assert float(false_blob_loss(tiny, target)) > 4.0
+    logits = tiny.clone().requires_grad_(True)
+    false_blob_loss(logits, target).backward()
+    grad = logits.grad[0, 0]
+    assert float(grad[40, 40, 40]) > 0 and float(grad[40, 40, 41]) > 0
+    assert int((grad != 0).sum()) == 2

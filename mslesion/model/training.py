@@ -29,7 +29,7 @@ import torch
 from .augment import AugmentConfig, intensity_augment, paste_lesions, sample_patch
 from .inference import amp_dtype as inference_amp_dtype
 from .inference import resolve_device, sliding_window_predict
-from .losses import blob_dice_loss, dice_bce_loss
+from .losses import blob_dice_loss, dice_bce_loss, false_blob_loss
 from .unet import UNet3D
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ class TrainConfig:
     blob_weight: float = 0.0
     #: neighbourhood (voxels) in which each lesion's blob Dice is taken; 0: the whole patch
     blob_margin: int = 6
+    #: weight of the false-lesion term (:func:`~mslesion.model.losses.false_blob_loss`; 0 = off)
+    false_blob_weight: float = 0.0
     #: start from these weights (fine-tuning); "" = random initialisation
     init_weights: str = ""
     seed: int = 0
@@ -312,6 +314,8 @@ def train(cfg: TrainConfig) -> dict:
         loss = dice_bce_loss(logits, lab, weight)
         if cfg.blob_weight > 0:
             loss = loss + cfg.blob_weight * blob_dice_loss(logits, lab, cfg.blob_margin)
+        if cfg.false_blob_weight > 0:
+            loss = loss + cfg.false_blob_weight * false_blob_loss(logits, lab)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
