@@ -376,6 +376,30 @@ class VolumesSection(Section):
 
 
 @dataclass
+class VolumeChange(Section):
+    """Brain volume and BPF change between two scans (compare_report.json ``volume_change``; built by
+    :func:`mslesion.volumes.outputs.volume_change`); None where not finite."""
+
+    brain_ml_change: float | None = None
+    brain_pct_change: float | None = None
+    bpf_change: float | None = None
+    icv_ml_change: float | None = None
+    #: each scan's numeric volumes (:data:`mslesion.volumes.outputs.NUMBERS`)
+    baseline: dict[str, float | None] = field(default_factory=dict)
+    followup: dict[str, float | None] = field(default_factory=dict)
+    method: str = ""
+    caveats: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: "VolumeChange | Mapping[str, Any]") -> "VolumeChange":
+        """From a compare_report.json ``volume_change`` object (fields it lacks read as missing)."""
+        if isinstance(d, VolumeChange):
+            return d
+        return cls._from_fields(d, baseline=dict(d.get("baseline") or {}), followup=dict(d.get("followup") or {}),
+                                caveats=list(d.get("caveats") or []))
+
+
+@dataclass
 class Report(Section):
     """report.json of one subject (``analyze`` and ``report``).
 

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mslesion.io import load_volume, save_volume  # noqa: E402
 from mslesion.preprocess import preprocess  # noqa: E402
 from mslesion.preprocess.resample import resample_like  # noqa: E402
+from mslesion.report import VolumeChange  # noqa: E402
 from mslesion.volume import Volume  # noqa: E402
 from mslesion.volumes import assess_volumes  # noqa: E402
 from mslesion.volumes.stage import tissue_posteriors  # noqa: E402
@@ -266,7 +267,7 @@ def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0, donor_m
     return out
 
 
-def shared_mask_consistency(pair=("patient12_study1", "patient12_study2"), keep: bool = False) -> dict:
+def shared_mask_consistency(pair=("patient12_study1", "patient12_study2"), keep: bool = False) -> VolumeChange:
     """As ``mslesion compare`` measures it: one brain mask (the first scan's, moved by the rigid
     registration) for both scans, lesions from the default model on each, volumes by the library's
     :func:`compare_volumes`; returns its ``volume_change`` (both BPFs). ``keep``: the preprocessed
@@ -352,9 +353,9 @@ def main() -> int:
               f"(absolute; target < 1 %); ICV {a['icv_ml']:.0f} vs {b['icv_ml']:.0f} ml")
     if args.shared_mask:
         vc = shared_mask_consistency(keep=args.keep_prepared)
-        print(f"patient12, one brain mask for both visits (as `compare`): BPF {vc['baseline']['bpf']:.4f} -> "
-              f"{vc['followup']['bpf']:.4f}, difference {100 * vc['bpf_change']:+.2f} % (absolute; target < 1 %); "
-              f"brain {vc['brain_pct_change']:+.2f} %")
+        print(f"patient12, one brain mask for both visits (as `compare`): BPF {vc.baseline['bpf']:.4f} -> "
+              f"{vc.followup['bpf']:.4f}, difference {100 * vc.bpf_change:+.2f} % (absolute; target < 1 %); "
+              f"brain {vc.brain_pct_change:+.2f} %")
     p14 = [by[c] for c in ("mslesseg_P14_T1", "mslesseg_P14_T2", "mslesseg_P14_T3") if c in by]
     if len(p14) > 1:
         icvs = np.array([r["icv_ml"] for r in p14])

@@ -295,6 +295,66 @@ def test_compare_report_keys_and_round_trip(tmp_path):
     assert typed.new_lesion_evidence.new_t2_lesion is d["new_lesion_evidence"]["new_t2_lesion"]
 
 
+def test_compare_report_entries_read_into_types():
+    """compare_report.json's change calls, DIT entries, registration and volume change read back as their types
+    (and write the same object, keys in the same order); built ones have the pinned keys."""
+    import numpy as np
+
+    from mslesion.lesions import Lesion
+    from mslesion.longitudinal.calls import ChangeCall, ChangeEvidence, RejectedCandidate
+    from mslesion.longitudinal.change import ChangeComponent
+    from mslesion.longitudinal.report import CompareReport, Registration
+    from mslesion.report import VolumeChange
+
+    evidence = {"flair_difference": 1.186, "difference_significance": 5.479, "flair_where_bright": 0.811,
+                "flair_where_normal": -0.367, "support_mm3": 48.0, "resolved_fraction": None,
+                "lesion_probability": 0.103}
+    call = {"id": 1, "change": "new", "volume_ml": 0.203, "region": "juxtacortical",
+            "centroid_mm": [-36.63, 23.49, 33.35], "evidence": evidence}
+    rejected = {"change": "enlarging", "volume_ml": 6.626, "why": ["difference within the local noise"],
+                "difference": 1.128, "significance": 3.862}
+    numbers = {"icv_ml": 1955.6, "brain_ml": 1561.9, "gm_ml": 896.8, "wm_ml": 638.9, "csf_ml": 393.7,
+               "lesion_ml": 26.202, "bpf": 0.7987, "lesion_pct_icv": 1.3399}
+    d = {"new_or_enlarging_count": 1,
+         "new_lesion_evidence": {
+             "new_t2_lesion": True, "new_lesions": 1, "enlarging_lesions": 0,
+             "dissemination_in_time": {"verdict": "met", "reason": "1 new lesion", "supporting_lesions": [call],
+                                       "enlarging_lesions_not_counted": [], "rejected_candidates": [rejected],
+                                       "rejected_candidates_total": 1, "rule": "r"},
+             "meaning": "m"},
+         "rejected_candidates": {"enlarging": 1}, "change_calls": [call],
+         "registration": {"followup_to_baseline_ras": np.eye(4).tolist(), "rotation_deg": 0.864,
+                          "translation_mm": 0.153},
+         "mslesion_version": "0", "volume_change": {
+             "brain_ml_change": -42.5, "brain_pct_change": -2.72, "bpf_change": -0.0218, "icv_ml_change": 0.1,
+             "baseline": numbers, "followup": {**numbers, "bpf": 0.7769}, "method": "m", "caveats": ["c"]},
+         "qc_html": "compare_report.html"}
+    typed = CompareReport.from_dict(d)
+    assert json.dumps(typed.to_dict()) == json.dumps(d)
+    (typed_call,) = typed.change_calls
+    assert isinstance(typed_call, ChangeCall) and isinstance(typed_call.evidence, ChangeEvidence)
+    assert typed_call.id == 1 and typed_call.evidence.flair_difference == 1.186
+    dit = typed.new_lesion_evidence.dissemination_in_time
+    (supporting,), (typed_rejected,) = dit.supporting_lesions, dit.rejected_candidates
+    assert isinstance(supporting, ChangeCall) and supporting.region == "juxtacortical"
+    assert isinstance(typed_rejected, RejectedCandidate) and typed_rejected.significance == 3.862
+    assert isinstance(typed.registration, Registration) and typed.registration.translation_mm == 0.153
+    assert isinstance(typed.volume_change, VolumeChange) and typed.volume_change.followup["bpf"] == 0.7769
+    typed["volume_change"] = d["volume_change"]
+    assert isinstance(typed.volume_change, VolumeChange) and typed.volume_change.bpf_change == -0.0218
+
+    les = Lesion(3, 10, 0.01, 1.0, 2.0, 3.0, region="periventricular",
+                 extra={"change": "new", "flair_difference": 0.9})
+    built = ChangeCall.of(les).to_dict()
+    assert key_paths(built, "change_calls[]") == [p for p in COMPARE if p.startswith("change_calls[].")]
+    assert built["evidence"]["flair_difference"] == 0.9 and built["evidence"]["support_mm3"] is None
+    cand = ChangeComponent(5, "new", 20, 21.0, 0.0, 21.0, 3.0, 2.5,
+                           evidence={"failed": ["faint FLAIR difference"], "difference": 0.2, "significance": 1.0})
+    assert list(RejectedCandidate.of(cand).to_dict()) == list(rejected)
+    assert key_paths(Registration.of(np.eye(4)).to_dict(), "registration") == [
+        p for p in COMPARE if p.startswith("registration.")]
+
+
 def test_label_volume_resamples_by_nearest_neighbour():
     import numpy as np
 

@@ -59,10 +59,11 @@ def run(args: argparse.Namespace) -> int:
     summary["new_t2_lesion"] = rep.new_lesion_evidence.new_t2_lesion
     dit = rep.new_lesion_evidence.dissemination_in_time
     summary["dissemination_in_time"] = dit.verdict
-    summary["dit_supported_by"] = [e["id"] for e in dit.supporting_lesions]
+    summary["dit_supported_by"] = [e.id for e in dit.supporting_lesions]
     summary["rejected_candidates"] = rep.rejected_candidates
-    vc = rep.volume_change or {}
-    summary.update(brain_pct_change=vc.get("brain_pct_change"), bpf_change=vc.get("bpf_change"))
+    vc = rep.volume_change
+    summary.update(brain_pct_change=None if vc is None else vc.brain_pct_change,
+                   bpf_change=None if vc is None else vc.bpf_change)
     summary["model"] = rep.model.id
     summary["out"] = str(args.out)
     print(json.dumps(summary))

@@ -53,9 +53,10 @@ def write_qc(result: "CompareResult", out: Path, pre0: "Preprocessed", follow: "
     summary = {"changes": to_plain(rep.changes),
                "new_lesion_evidence": {"new_t2_lesion": evidence.new_t2_lesion,
                                        "dissemination_in_time": dit.verdict, "why": dit.reason,
-                                       "supporting_lesion_ids": [e["id"] for e in dit.supporting_lesions]},
+                                       "supporting_lesion_ids": [e.id for e in dit.supporting_lesions]},
                "rejected_candidates": rep.rejected_candidates,
-               "registration": {k: v for k, v in rep.registration.items() if k != "followup_to_baseline_ras"},
+               "registration": {"rotation_deg": rep.registration.rotation_deg,
+                                "translation_mm": rep.registration.translation_mm},
                "model": rep.model.to_dict()}
     return write_report_html(out, "mslesion compare", summary, rows,
                              [("red: new or enlarging; existing-lesion colour: shrinking or disappearing", png)],

@@ -9,18 +9,19 @@ gives compare_report.json with the same keys, in the same order, as the dict it 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
 from .. import __version__
 from ..lesions import Lesion
 from ..location import LocationResult
-from ..report import InputInfo, RegionCount, Section, SegmenterInfo
+from ..report import InputInfo, RegionCount, Section, SegmenterInfo, VolumeChange
 from ..volume import Volume
+from .calls import ChangeCall
 from .change import KINDS, ChangeMaps
 from .transforms import rigid_parameters
-from .verdict import MEANING, DitVerdict, call_entries, dit_verdict
+from .verdict import MEANING, DitVerdict, dit_verdict
 
 
 @dataclass
@@ -34,6 +35,25 @@ class ChangeCount(Section):
     def from_dict(cls, d: Mapping[str, Any]) -> "ChangeCount":
         """From a compare_report.json object (fields it lacks read as missing)."""
         return cls._from_fields(d)
+
+
+@dataclass
+class Registration(Section):
+    """The follow-up -> baseline transform (RAS, 4x4) and its rigid parameters."""
+
+    followup_to_baseline_ras: list[list[float]] = field(default_factory=list)
+    rotation_deg: float = 0.0
+    translation_mm: float = 0.0
+
+    @classmethod
+    def of(cls, transform: np.ndarray) -> "Registration":
+        """From a 4x4 world transform (rounded to 6 decimals)."""
+        return cls(followup_to_baseline_ras=np.round(transform, 6).tolist(), **rigid_parameters(transform))
+
+    @classmethod
+    def from_dict(cls, d: "Registration | Mapping[str, Any]") -> "Registration":
+        """From a compare_report.json object (fields it lacks read as missing)."""
+        return d if isinstance(d, Registration) else cls._from_fields(d)
 
 
 @dataclass
@@ -77,6 +97,8 @@ class CompareReport(Section):
     """
 
     OPTIONAL: ClassVar[tuple[str, ...]] = ("volume_change", "qc_html")
+    READERS: ClassVar[Mapping[str, Callable[[Mapping[str, Any]], Any]]] = {
+        "registration": Registration.from_dict, "volume_change": VolumeChange.from_dict}
 
     changes: dict[str, ChangeCount]
     new_or_enlarging_count: int
@@ -89,16 +111,15 @@ class CompareReport(Section):
     new_lesion_evidence: NewLesionEvidence
     #: change kind -> number of candidates the two scans did not support
     rejected_candidates: dict[str, int]
-    change_calls: list[dict[str, Any]]
-    #: the follow-up -> baseline transform (RAS, 4x4) and its rigid parameters
-    registration: dict[str, Any]
+    change_calls: list[ChangeCall]
+    registration: Registration
     inputs: dict[str, InputInfo]
     model: CompareModelInfo
     settings: CompareSettings
     timings_s: dict[str, float]
     mslesion_version: str | None
     #: brain volume and BPF change between the time points (:func:`mslesion.volumes.outputs.compare_volumes`)
-    volume_change: dict[str, Any] | None = None
+    volume_change: VolumeChange | None = None
     #: file name of the QC page, set when it was written
     qc_html: str | None = None
     sections: dict[str, Any] = field(default_factory=dict)
@@ -131,9 +152,8 @@ class CompareReport(Section):
                                                   enlarging_lesions=summary["enlarging"].count,
                                                   dissemination_in_time=dit),
             rejected_candidates=rejected,
-            change_calls=call_entries(lesions),
-            registration={"followup_to_baseline_ras": np.round(transform, 6).tolist(),
-                          **rigid_parameters(transform)},
+            change_calls=[ChangeCall.of(les) for les in lesions],
+            registration=Registration.of(transform),
             inputs={f"{when}_{name}": InputInfo.of(v)
                     for when, vols in (("baseline", vols0), ("followup", vols1)) for name, v in vols.items()},
             model=CompareModelInfo(id=seg.model_id, kind=seg.kind, threshold=threshold),
@@ -162,8 +182,8 @@ class CompareReport(Section):
                 dissemination_in_time=DitVerdict.from_dict(evidence.get("dissemination_in_time") or {}),
                 meaning=evidence.get("meaning", MEANING))._read_from(evidence),
             rejected_candidates=dict(d.get("rejected_candidates") or {}),
-            change_calls=list(d.get("change_calls") or []),
-            registration=dict(d.get("registration") or {}),
+            change_calls=[ChangeCall.from_dict(c) for c in d.get("change_calls") or []],
+            registration=Registration.from_dict(d.get("registration") or {}),
             inputs={k: InputInfo.from_dict(v) for k, v in (d.get("inputs") or {}).items()},
             model=CompareModelInfo(model.get("id"), model.get("kind"), model.get("threshold")),
             settings=CompareSettings(change=dict(settings.get("change") or {}), device=settings.get("device", ""),
@@ -172,6 +192,6 @@ class CompareReport(Section):
                                      evidence_levels=settings.get("evidence_levels")),
             timings_s=dict(d.get("timings_s") or {}),
             mslesion_version=d.get("mslesion_version"),
-            volume_change=d.get("volume_change"),
+            volume_change=None if d.get("volume_change") is None else VolumeChange.from_dict(d["volume_change"]),
             qc_html=d.get("qc_html"),
             sections={k: v for k, v in d.items() if k not in known})._read_from(d)

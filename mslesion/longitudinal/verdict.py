@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from ..lesions import Lesion
 from ..report import Section
+from .calls import ChangeCall, RejectedCandidate
 from .change import ChangeMaps
 
 #: volume of a 3 mm sphere: a new lesion smaller than that does not count for DIT
@@ -26,22 +27,6 @@ MEANING = ("MRI research measure of dissemination in time: at least one new T2-h
            "standing out of the local noise). Automated, not a diagnosis; confirm on the images.")
 
 
-#: the evidence columns of a change lesion (see ``compare._evidence_columns``)
-EVIDENCE_COLUMNS = ("flair_difference", "difference_significance", "flair_where_bright", "flair_where_normal",
-                    "support_mm3", "resolved_fraction", "lesion_probability")
-
-
-def call_entries(lesions: list[Lesion]) -> list[dict]:
-    """Every change call with its evidence, for the report."""
-    return [_entry(les) for les in lesions]
-
-
-def _entry(les: Lesion) -> dict:
-    return {"id": les.id, "change": les.extra["change"], "volume_ml": les.volume_ml, "region": les.region,
-            "centroid_mm": [les.centroid_x, les.centroid_y, les.centroid_z],
-            "evidence": {k: les.extra.get(k) for k in EVIDENCE_COLUMNS}}
-
-
 @dataclass
 class DitVerdict(Section):
     """Dissemination in time from a comparison (compare_report.json ``new_lesion_evidence.dissemination_in_time``)."""
@@ -49,11 +34,11 @@ class DitVerdict(Section):
     #: "met" or "not met"
     verdict: str = "not met"
     reason: str = ""
-    #: the new lesions that count (:func:`call_entries`' entries)
-    supporting_lesions: list[dict[str, Any]] = field(default_factory=list)
-    enlarging_lesions_not_counted: list[dict[str, Any]] = field(default_factory=list)
+    #: the new lesions that count
+    supporting_lesions: list[ChangeCall] = field(default_factory=list)
+    enlarging_lesions_not_counted: list[ChangeCall] = field(default_factory=list)
     #: candidates the two scans did not support (the largest ``max_listed``), with why
-    rejected_candidates: list[dict[str, Any]] = field(default_factory=list)
+    rejected_candidates: list[RejectedCandidate] = field(default_factory=list)
     rejected_candidates_total: int = 0
     rule: str = ""
 
@@ -66,8 +51,10 @@ class DitVerdict(Section):
         """From a compare_report.json object (fields it lacks read as missing)."""
         if isinstance(d, DitVerdict):
             return d
-        return cls._from_fields(d, **{k: list(d.get(k) or []) for k in (
-            "supporting_lesions", "enlarging_lesions_not_counted", "rejected_candidates")})
+        return cls._from_fields(
+            d, **{k: [ChangeCall.from_dict(e) for e in d.get(k) or []]
+                  for k in ("supporting_lesions", "enlarging_lesions_not_counted")},
+            rejected_candidates=[RejectedCandidate.from_dict(e) for e in d.get("rejected_candidates") or []])
 
 
 def dit_verdict(changes: ChangeMaps, lesions: list[Lesion], max_listed: int = 30) -> DitVerdict:
@@ -94,12 +81,9 @@ def dit_verdict(changes: ChangeMaps, lesions: list[Lesion], max_listed: int = 30
     return DitVerdict(
         verdict="met" if counted else "not met",
         reason=reason,
-        supporting_lesions=[_entry(les) for les in counted],
-        enlarging_lesions_not_counted=[_entry(les) for les in enlarging],
-        rejected_candidates=[
-            {"change": c.kind, "volume_ml": round(c.change_mm3 / 1000, 5), "why": c.evidence.get("failed", []),
-             "difference": c.evidence.get("difference"), "significance": c.evidence.get("significance")}
-            for c in sorted(faint, key=lambda c: -c.change_mm3)[:max_listed]],
+        supporting_lesions=[ChangeCall.of(les) for les in counted],
+        enlarging_lesions_not_counted=[ChangeCall.of(les) for les in enlarging],
+        rejected_candidates=[RejectedCandidate.of(c) for c in sorted(faint, key=lambda c: -c.change_mm3)[:max_listed]],
         rejected_candidates_total=len(faint),
         rule=f"new lesion supported by both scans and >= {MIN_LESION_MM3:g} mm^3 (3 mm sphere)",
     )

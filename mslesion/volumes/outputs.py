@@ -11,7 +11,7 @@ import numpy as np
 
 from ..atomic import write_text
 from ..io import save_volume
-from ..report import Report, VolumesSection, as_report
+from ..report import Report, VolumeChange, VolumesSection, as_report
 from .stage import TissueVolumes, _num
 
 #: files written beside report.json (and their BIDS suffixes in a batch's anat/ folder)
@@ -53,25 +53,25 @@ def cohort_columns(report: Report | Mapping[str, Any]) -> dict:
     return {name: "" if vols is None else vols.get(name, "") for name in NUMBERS}
 
 
-def volume_change(baseline: TissueVolumes, followup: TissueVolumes) -> dict:
+def volume_change(baseline: TissueVolumes, followup: TissueVolumes) -> VolumeChange:
     """Change from ``baseline`` to ``followup``: brain volume (ml, %) and BPF (absolute), plus both scans' volumes."""
     b, f = baseline.section(), followup.section()
-    return {
-        "brain_ml_change": _num(followup.brain_ml - baseline.brain_ml, 1),
-        "brain_pct_change": round(100.0 * (followup.brain_ml - baseline.brain_ml) / baseline.brain_ml, 2)
+    return VolumeChange(
+        brain_ml_change=_num(followup.brain_ml - baseline.brain_ml, 1),
+        brain_pct_change=round(100.0 * (followup.brain_ml - baseline.brain_ml) / baseline.brain_ml, 2)
         if baseline.brain_ml > 0 else None,
-        "bpf_change": _num(followup.bpf - baseline.bpf, 4),
-        "icv_ml_change": _num(followup.icv_ml - baseline.icv_ml, 1),
-        "baseline": {k: b[k] for k in NUMBERS}, "followup": {k: f[k] for k in NUMBERS},
-        "method": b.method, "caveats": b.caveats
+        bpf_change=_num(followup.bpf - baseline.bpf, 4),
+        icv_ml_change=_num(followup.icv_ml - baseline.icv_ml, 1),
+        baseline={k: b[k] for k in NUMBERS}, followup={k: f[k] for k in NUMBERS},
+        method=b.method, caveats=b.caveats
         + ["one brain mask for both scans (the baseline's, moved by the registration), so the ICV is shared, and "
            "one tissue mixture fitted on both scans; on the two visits of one patient (longitudinal patient12) "
            "the method's BPF differed by 1.3 % (notes/issue-18.md): a BPF change smaller than about 0.015 may be "
            "the method's own variation"],
-    }
+    )
 
 
-def compare_volumes(pre0, prob0, pre1, prob1, threshold: float) -> dict:
+def compare_volumes(pre0, prob0, pre1, prob1, threshold: float) -> VolumeChange:
     """Volumes of two preprocessed scans (lesions: probability >= ``threshold`` on each working grid) and
     their change (:func:`volume_change`); for ``mslesion compare``."""
     from .stage import assess_volumes_jointly
