@@ -526,6 +526,28 @@ def test_model_json_min_peak_is_read_and_checked(tmp_path):
     assert read_spec(dest).min_peak == 0.0
 
 
+def test_model_json_inference_block_is_read_into_device_profiles(tmp_path):
+    """Each device kind gets its own typed profile; missing keys take the defaults; a bad value is a ModelError."""
+    import json
+
+    from mslesion.errors import ModelError
+    from mslesion.model.store import DeviceProfile
+
+    folder = make_model_folder(tmp_path / "m")
+    raw = json.loads((folder / "model.json").read_text())
+    raw["inference"] = {"window_cpu": [48, 40, 32], "tta_cpu": True, "tta_axes_cpu": [0], "brain_margin_vox": 4}
+    (folder / "model.json").write_text(json.dumps(raw))
+    inf = read_spec(folder).inference
+    assert inf.for_device("cpu") == DeviceProfile((48, 40, 32), 0.5, True, (0,), 1)
+    assert inf.for_device("cuda") == DeviceProfile(None, 0.5, True, (0, 1, 2), 8)
+    assert inf.brain_margin_vox == 4 and inf.amp
+    seg = ModelSegmenter(read_spec(folder), device="cpu")
+    assert seg.window == (48, 40, 32) and seg.tta and seg.tta_axes == (0,) and seg.margin == 4
+    raw["inference"]["window_cpu"] = "big"
+    (folder / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match="model.json"):
+        read_spec(folder)
+
 def test_tissue_contrast_bump_moves_one_band_and_keeps_intensity_order():
     """The bump raises the chosen band most, leaves far intensities alone and never reorders voxels."""
     from mslesion.model.augment import tissue_contrast_bump

@@ -54,21 +54,17 @@ class ModelSegmenter:
         self.validation: dict | None = spec.raw.get("validation")
         self.device = resolve_device(device)
         self.net = load_network(spec, self.device)
-        inf = spec.inference
         # training-size windows (instance norm); flip TTA (8x cost) by default on accelerators only
-        where = "cpu" if self.device.type == "cpu" else "accelerator"
-        self.window = tuple(int(w) for w in (inf.get(f"window_{where}") or spec.patch_size))
-        self.overlap = float(inf.get(f"overlap_{where}", 0.5))
-        self.tta = bool(inf.get(f"tta_{where}", where != "cpu"))
-        if tta is not None:
-            self.tta = tta
+        profile = spec.inference.for_device(self.device.type)
+        self.window = profile.window or tuple(int(w) for w in spec.patch_size)
+        self.overlap = profile.overlap
+        self.tta = profile.tta if tta is None else tta
         # mixed precision: bf16/fp16 on GPUs, bf16 on CPUs with native bf16 (see inference.amp_dtype)
-        self.amp = bool(inf.get("amp", True)) if amp is None else bool(amp)
+        self.amp = spec.inference.amp if amp is None else bool(amp)
         # TTA mirrors in one forward pass: all 8 on accelerators (fewer, larger calls), 1 on CPUs (memory)
-        self.flips_per_pass = int(inf.get(f"flips_per_pass_{where}", 8 if where != "cpu" else 1))
-        # mirrored axes for TTA (0 = left-right on the RAS working grid)
-        self.tta_axes = tuple(int(a) for a in inf.get(f"tta_axes_{where}", (0, 1, 2)))
-        self.margin = int(inf.get("brain_margin_vox", 8))
+        self.flips_per_pass = profile.flips_per_pass
+        self.tta_axes = profile.tta_axes
+        self.margin = spec.inference.brain_margin_vox
         self.divisor = 2 ** (int(spec.architecture.get("levels", 4)) - 1)
         log.info("model %s on %s (tta=%s, window=%s, precision=%s)", self.model_id, self.device, self.tta,
                  self.window, amp_dtype(self.device, self.amp) or torch.float32)

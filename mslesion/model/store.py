@@ -54,6 +54,52 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class DeviceProfile:
+    """How a model runs on one kind of device (model.json ``inference`` keys ``*_cpu`` or ``*_accelerator``)."""
+
+    #: sliding-window size (voxels); None: the training patch size
+    window: tuple[int, int, int] | None
+    overlap: float
+    #: flip test-time augmentation, the mirrored axes (0 = left-right on the RAS working grid), and how
+    #: many mirrors go through the network in one call
+    tta: bool
+    tta_axes: tuple[int, ...]
+    flips_per_pass: int
+
+
+@dataclass(frozen=True)
+class InferenceSpec:
+    """model.json's ``inference`` block: one :class:`DeviceProfile` per kind of device, plus shared settings."""
+
+    cpu: DeviceProfile
+    accelerator: DeviceProfile
+    #: mixed precision where the device supports it
+    amp: bool = True
+    #: voxels kept around the brain's bounding box before prediction
+    brain_margin_vox: int = 8
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InferenceSpec":
+        """Read the block (missing keys take the defaults: flips on accelerators only, 8 mirrors a call there)."""
+        def profile(where: str) -> DeviceProfile:
+            window = d.get(f"window_{where}")
+            accelerator = where == "accelerator"
+            return DeviceProfile(
+                window=tuple(int(w) for w in window) if window else None,  # type: ignore[arg-type]
+                overlap=float(d.get(f"overlap_{where}", 0.5)),
+                tta=bool(d.get(f"tta_{where}", accelerator)),
+                tta_axes=tuple(int(a) for a in d.get(f"tta_axes_{where}", (0, 1, 2))),
+                flips_per_pass=int(d.get(f"flips_per_pass_{where}", 8 if accelerator else 1)))
+
+        return cls(cpu=profile("cpu"), accelerator=profile("accelerator"), amp=bool(d.get("amp", True)),
+                   brain_margin_vox=int(d.get("brain_margin_vox", 8)))
+
+    def for_device(self, device_type: str) -> DeviceProfile:
+        """The profile of a torch device type ("cpu", "cuda", "mps", ...)."""
+        return self.cpu if device_type == "cpu" else self.accelerator
+
+
 @dataclass
 class ModelSpec:
     """The parsed ``model.json`` of a model folder."""
@@ -65,7 +111,7 @@ class ModelSpec:
     threshold: float
     sha256: str
     patch_size: list[int]
-    inference: dict = field(default_factory=dict)
+    inference: InferenceSpec = field(default_factory=lambda: InferenceSpec.from_dict({}))
     raw: dict = field(default_factory=dict)
     #: (weights file name, sha256) of every member; one for a single network
     members: list[tuple[str, str]] = field(default_factory=list)
@@ -101,7 +147,7 @@ def read_spec(folder: Path) -> ModelSpec:
         spec = ModelSpec(folder=folder, model_id=str(raw["id"]), channels=list(raw["channels"]),
                          architecture=dict(raw["architecture"]), threshold=float(raw["threshold"]),
                          sha256=members[0][1], patch_size=[int(p) for p in raw["patch_size"]],
-                         inference=dict(raw.get("inference", {})), raw=raw, members=members,
+                         inference=InferenceSpec.from_dict(dict(raw.get("inference") or {})), raw=raw, members=members,
                          min_peak=float(raw.get("min_peak", 0.0)))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(card, f"model.json lacks or has a bad field: {exc}") from exc
