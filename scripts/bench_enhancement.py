@@ -10,6 +10,10 @@ For ljubljana patient07 and patient26 (FLAIR, T1, T1 post-gadolinium, expert les
    post-contrast image, ``--placements`` random sites per size class and place (inside a non-enhancing
    FLAIR lesion / in normal-appearing white matter), with an amplitude of ``--amplitude`` x the post-contrast
    NAWM-minus-CSF contrast, and count how often the call finds it;
+   Enhancement placed outside lesions gets FLAIR signal too (``--focus-flair lesion``, the default): a ball of
+   the enhancement's diameter whose FLAIR excess over the NAWM median is drawn from the patient's expert
+   lesions' (their median FLAIR minus NAWM's), since an active MS lesion is FLAIR-hyperintense; ``none`` inserts
+   enhancement alone (sessions 14-17), which the FLAIR rule of the focus call (``focus_min_flair_pct``) rejects;
 3. insert synthetic enhancing vessels (straight tubes 1.5-3 mm thick, 10-30 mm long, ``--vessel-amplitude``)
    in NAWM and count how often one is called an enhancing focus (it should not be).
 
@@ -105,6 +109,10 @@ class Scan:
         self.normal = enh.normal_enhancement(brain, self.refs.csf, self.zooms, rules)
         self.labels, self.n = ndimage.label(lesions, structure=np.ones((3, 3, 3), bool))
         self.contrast = float(np.median(arrays["post"][self.refs.nawm]) - np.median(arrays["post"][self.refs.csf]))
+        nawm_flair = float(np.median(arrays["flair"][self.refs.nawm]))
+        #: each expert lesion's median FLAIR above NAWM's (robust z): the FLAIR signal of synthetic foci
+        self.flair_excess = np.array([float(np.median(arrays["flair"][sl][self.labels[sl] == i])) - nawm_flair
+                                      for i, sl in enumerate(ndimage.find_objects(self.labels), start=1)])
 
     def box(self, lo, hi) -> tuple[slice, ...]:
         return tuple(slice(max(0, int(a) - PAD), min(s, int(b) + PAD)) for a, b, s in zip(lo, hi, self.sub.shape))
@@ -117,9 +125,9 @@ class Scan:
                                 float(np.prod(self.zooms)), self.rules, zooms=self.zooms)
         return bool(ev and ev[0].enhancing)
 
-    def foci_near(self, box, z: np.ndarray, near) -> bool:
+    def foci_near(self, box, z: np.ndarray, near, flair_added: np.ndarray | float = 0.0) -> bool:
         foci = enh.enhancing_foci(z, self.a["brain"][box], self.a["lesions"][box], self.normal[box], self.zooms,
-                                  self.rules, self.a["t1"][box], self.refs, flair=self.a["flair"][box],
+                                  self.rules, self.a["t1"][box], self.refs, flair=self.a["flair"][box] + flair_added,
                                   csf=self.refs.csf[box])
         origin = np.array([s.start for s in box])
         return any(near(np.array(f.centroid_vox) + origin) for f in foci)
@@ -188,7 +196,9 @@ def insert_enhancement(scan: Scan, ev: list, args, rng: np.random.Generator, hit
                             own |= ball_mask(shape, c_box, d / 2 - rng.uniform(0, args.edge_offset_mm))
                         found = scan.lesion_enhancing(box, own, z)
                     else:
-                        found = scan.foci_near(box, z, lambda p: np.linalg.norm(p - centre) <= d / 2 + 3)
+                        flair_added = 0.0 if args.focus_flair == "none" else (
+                            max(float(rng.choice(scan.flair_excess)), 0.0) * blob(shape, c_box, d, False))
+                        found = scan.foci_near(box, z, lambda p: np.linalg.norm(p - centre) <= d / 2 + 3, flair_added)
                     hits.setdefault((size, shape_name, place), []).append(int(found))
                     if d >= 5:
                         hits.setdefault((">=5mm", shape_name, place), []).append(int(found))
@@ -263,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--placements", type=int, default=40, help="per size class, shape and place")
     ap.add_argument("--amplitude", type=float, default=0.3)
+    ap.add_argument("--focus-flair", choices=("lesion", "none"), default="lesion",
+                    help="FLAIR signal of enhancement placed outside lesions: drawn from the expert lesions', or none")
     ap.add_argument("--vessel-amplitude", type=float, default=0.6)
     ap.add_argument("--ring-mode", choices=("edge", "random"), default="edge")
     ap.add_argument("--edge-offset-mm", type=float, default=2.0)

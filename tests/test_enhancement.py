@@ -169,3 +169,27 @@ def test_black_hole_core_of_a_large_lesion_counts_but_csf_partial_volume_does_no
     by_id = {e.lesion_id: e for e in enh.assess_lesions(labels, 2, None, None, t1, refs, 1.0, median_rule)}
     assert by_id[1].t1_hypointense is False                            # the lesion's median misses the core
     assert ndimage.label(beside)[1] == 1
+
+
+def test_focus_without_flair_signal_is_taken_as_a_vessel(phantom):
+    """Given the FLAIR, enhancement where FLAIR is no brighter than normal white matter (a vein, the choroid
+    plexus) is no focus; the same enhancement on a faint FLAIR hyperintensity is one."""
+    from scipy import ndimage
+
+    refs = enh.reference_masks(phantom["flair"], phantom["t1"], phantom["brain"], phantom["lesions"])
+    sub = enh.subtraction_z(phantom["t1"], phantom["post"], phantom["brain"] & ~phantom["lesions"])
+    rules = enh.EnhancementRules()
+    normal = enh.normal_enhancement(phantom["brain"], refs.csf, (1.0, 1.0, 1.0), rules)
+
+    def foci(flair, rules=rules):
+        return enh.enhancing_foci(sub, phantom["brain"], phantom["lesions"], normal, (1.0, 1.0, 1.0), rules,
+                                  phantom["t1"], refs, flair=flair, csf=refs.csf)
+
+    assert ndimage.label(phantom["lesions"])[1] == 2
+    assert foci(phantom["flair"]) == []
+    assert len(foci(phantom["flair"], enh.EnhancementRules(focus_min_flair_pct=0))) == 1
+    faint = phantom["flair"].copy()
+    faint[_ball(phantom["focus"], 3)] += 0.3            # 6 SDs of this phantom's white-matter noise
+    found = foci(faint)
+    assert len(found) == 1 and np.linalg.norm(np.array(found[0].centroid_vox) - phantom["focus"]) < 1.5
+    assert found[0].flair_z is not None and found[0].flair_z > refs.flair_level(75)
