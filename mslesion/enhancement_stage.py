@@ -15,7 +15,7 @@ from .lesions import Lesion
 from .preprocess import Preprocessed
 from .preprocess.resample import resample_like
 from .report import EnhancementSection, EnhancingFocusRow, ReferenceT1
-from .volume import Volume
+from .volume import Volume, bounding_box
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
     work_full = resample_like(pre.native.with_data(labels).as_labels(), pre.flair).data.astype(np.int32)
     # everything below runs in the bounding box of the brain and the lesions (with a margin, so that erosions,
     # gradients and distance transforms are as on the whole grid): about half the working grid, half the time
-    crop = _bounding_box((pre.brain_mask.data > 0) | (work_full > 0), margin=8)
+    inside = (pre.brain_mask.data > 0) | (work_full > 0)
+    crop = bounding_box(inside, margin=8) if inside.any() else tuple(slice(0, n) for n in inside.shape)
     origin = np.array([s.start for s in crop], float)
     work = work_full[crop]
     brain = pre.brain_mask.data[crop] > 0
@@ -91,15 +92,6 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
         emap = emap.with_data(np.rint(emap.data).astype(np.uint8))
     log.info("enhancement: %s", {k: v for k, v in section.to_dict().items() if k != "rules"})
     return section, emap
-
-
-def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    """The bounding box of ``mask`` grown by ``margin`` voxels (clipped to the grid); the whole grid if empty."""
-    idx = np.argwhere(mask)
-    if idx.size == 0:
-        return tuple(slice(0, n) for n in mask.shape)
-    lo, hi = idx.min(0) - margin, idx.max(0) + 1 + margin
-    return tuple(slice(max(0, int(a)), min(n, int(b))) for a, b, n in zip(lo, hi, mask.shape))
 
 
 def _shifted(focus: enh.EnhancingFocus, offset: np.ndarray) -> enh.EnhancingFocus:

@@ -9,7 +9,6 @@ default.  A model is a folder ``models/<id>/`` (see :mod:`mslesion.model.store`)
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..clock import Clock
 from ..errors import ModelError
 from ..volume import Volume, bounding_box
 from .inference import WindowSettings, amp_dtype, predict_windows, resolve_device
@@ -97,7 +97,7 @@ class ModelSegmenter:
 
     def predict(self, pre: "Preprocessed") -> Volume:
         """Lesion probability on the working grid, zero outside the (dilated) brain mask."""
-        t0 = time.perf_counter()
+        clock = Clock()
         image = self.input_array(pre)
         brain = pre.brain_mask.data > 0
         if not brain.any():
@@ -107,7 +107,7 @@ class ModelSegmenter:
         prob[box] = predict_windows(self.net, image[(slice(None),) + tuple(box)], self.window_settings())
         keep = ndimage.binary_dilation(brain, iterations=2)
         prob[~keep] = 0.0
-        log.info("model %s predicted %s in %.1f s", self.model_id, pre.flair.shape, time.perf_counter() - t0)
+        log.info("model %s predicted %s in %.1f s", self.model_id, pre.flair.shape, clock.total())
         return pre.flair.with_data(prob)
 
 

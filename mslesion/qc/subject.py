@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
 import numpy as np
 from scipy import ndimage
 
+from ..clock import Clock
 from ..lesions import Lesion, label_components
 from ..report import Report, as_report
 from ..volume import Volume
@@ -154,7 +154,7 @@ def write_subject_qc(result: SubjectOutputs, out_dir: Path, convention: str = "r
     Also records its own duration as ``qc_s`` in the report's timings (when a report.json dict has them).
     """
     report = as_report(result.report)
-    t0 = time.perf_counter()
+    clock = Clock()
     out_dir = Path(out_dir)
     qc = out_dir / "qc"
     for old in qc.glob("lesion_*.png") if qc.is_dir() else ():
@@ -223,7 +223,7 @@ def write_subject_qc(result: SubjectOutputs, out_dir: Path, convention: str = "r
                              legend=legend, note=note, gallery=gallery, table_links={"id": "#lesion-{id}"},
                              key_figures=key_figures(report), sections=sections,
                              table_title="Lesions")
-    seconds = time.perf_counter() - t0
+    seconds = clock.total()
     timings = result.report.timings_s if isinstance(result.report, Report) else result.report.get("timings_s")
     if isinstance(timings, dict):  # report.json is written after this
         timings["qc_s"] = round(seconds, 3)
