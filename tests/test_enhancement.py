@@ -193,3 +193,25 @@ def test_focus_without_flair_signal_is_taken_as_a_vessel(phantom):
     found = foci(faint)
     assert len(found) == 1 and np.linalg.norm(np.array(found[0].centroid_vox) - phantom["focus"]) < 1.5
     assert found[0].flair_z is not None and found[0].flair_z > refs.flair_level(75)
+
+
+def test_scattered_noise_voxels_in_a_large_lesion_do_not_make_it_enhancing():
+    """20 isolated voxels at z >= 3 in a 4,000-voxel lesion are noise; one 10-voxel cluster is enhancement."""
+    labels = np.zeros(SHAPE, np.int32)
+    labels[_ball((40, 40, 40), 10)] = 1
+    rng = np.random.default_rng(1)
+    sub = rng.normal(0, 0.5, SHAPE).astype(np.float32)
+    inside = np.argwhere(labels == 1)
+    lattice = inside[np.all(inside % 3 == 0, axis=1)]    # on a 3-voxel lattice: no two touch
+    spots = lattice[rng.choice(len(lattice), 20, replace=False)]
+    assert len(spots) == 20
+    sub[tuple(spots.T)] = 4.0
+
+    def enhancing(z, rules=enh.EnhancementRules()):
+        return enh.assess_lesions(labels, 1, z, None, None, None, 1.0, rules)[0].enhancing
+
+    assert not enhancing(sub)
+    assert enhancing(sub, enh.EnhancementRules(lesion_connected=False))
+    cluster = sub.copy()
+    cluster[38:40, 40:45, 40] = 4.0
+    assert enhancing(cluster)
