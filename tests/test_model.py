@@ -12,7 +12,7 @@ from mslesion.errors import ModelError
 from mslesion.model import ModelSegmenter, load_model_segmenter, resolve_model_folder
 from mslesion.model.augment import AugmentConfig, intensity_augment, sample_patch
 from mslesion.model.inference import gaussian_weight, resolve_device, sliding_window_predict, window_starts
-from mslesion.model.store import read_spec, sha256_file, write_model_folder
+from mslesion.model.store import read_raw, read_spec, sha256_file, write_model_folder
 from mslesion.model.unet import UNet3D
 from mslesion.preprocess import Preprocessed
 from mslesion.preprocess.normalize import robust_zscore
@@ -216,9 +216,11 @@ def test_missing_model_json_raises(tmp_path):
 
 def test_auto_picks_multi_contrast_model_when_t1_given(tmp_path, monkeypatch):
     monkeypatch.setenv("MSLESION_MODELS", str(tmp_path))
-    make_model_folder(tmp_path / "mslesion-flair-v3", ("flair",), "mslesion-flair-v3")
+    from mslesion.model import DEFAULT_FLAIR_MODEL
+
+    make_model_folder(tmp_path / DEFAULT_FLAIR_MODEL, ("flair",), DEFAULT_FLAIR_MODEL)
     make_model_folder(tmp_path / "mslesion-flair-t1-t2-v1", ("flair", "t1", "t2"), "mslesion-flair-t1-t2-v1")
-    assert resolve_model_folder("auto", {"flair"}).name == "mslesion-flair-v3"
+    assert resolve_model_folder("auto", {"flair"}).name == DEFAULT_FLAIR_MODEL
     assert resolve_model_folder("auto", {"flair", "t1"}).name == "mslesion-flair-t1-t2-v1"
     seg = load_model_segmenter("auto", {"flair", "t1"}, "cpu")
     assert seg.model_id == "mslesion-flair-t1-t2-v1" and seg.kind == "trained"
@@ -227,7 +229,7 @@ def test_auto_picks_multi_contrast_model_when_t1_given(tmp_path, monkeypatch):
         load_model_segmenter("mslesion-flair-t1-t2-v1", {"flair"}, "cpu")
     meta = json.loads((tmp_path / "mslesion-flair-t1-t2-v1" / "model.json").read_text())
     (tmp_path / "mslesion-flair-t1-t2-v1" / "model.json").write_text(json.dumps({**meta, "auto_select": False}))
-    assert resolve_model_folder("auto", {"flair", "t1"}).name == "mslesion-flair-v3"
+    assert resolve_model_folder("auto", {"flair", "t1"}).name == DEFAULT_FLAIR_MODEL
 
 
 def test_predict_on_phantom_grid_and_mask(tmp_path):
@@ -406,7 +408,7 @@ def test_analyze_isbi_flair_with_trained_model(shared_data, tmp_path):
     out = tmp_path / "out"
     assert main(["analyze", "--flair", str(case / "flair.nii.gz"), "--out", str(out), "--device", "cpu"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["model"]["kind"] == "trained" and report["model"]["id"] == read_spec(folder).model_id
+    assert report["model"]["kind"] == "trained" and report["model"]["id"] == read_raw(folder)["id"]
     inference = report["model"]["inference"]
     assert inference["device"] == "cpu" and inference["precision"] in ("bfloat16", "float32")
     pred = load_volume(out / "lesions.nii.gz", role="mask")

@@ -12,7 +12,7 @@ import pytest
 
 from mslesion.errors import InputError, ModelError
 from mslesion.model import DEFAULT_FLAIR_MODEL, load_model_segmenter
-from mslesion.model.store import models_root, read_spec
+from mslesion.model.store import models_root, read_raw, read_spec
 from mslesion.pipeline import AnalyzeOptions, Analyzer
 from mslesion.preprocess import PreprocessOptions
 from mslesion.segment import load_segmenter
@@ -49,8 +49,11 @@ def _build(kind: str, dest: Path) -> Path:
 def test_wheel_and_sdist_ship_every_model_folder(tmp_path):
     wanted = _model_files()
     default = models_root() / DEFAULT_FLAIR_MODEL
-    members = {f"{DEFAULT_FLAIR_MODEL}/{name}" for name, _ in read_spec(default).members}
-    assert {f"{DEFAULT_FLAIR_MODEL}/model.json", *members} <= wanted
+    # a combined default needs its parts' folders too
+    folders = [default] + [models_root() / part for part in read_raw(default).get("parts", [])]
+    needed = {f"{f.name}/model.json" for f in folders}
+    needed |= {f"{f.name}/{name}" for f in folders if "parts" not in read_raw(f) for name, _ in read_spec(f).members}
+    assert len(needed) >= 2 and needed <= wanted
     wheel = _build("wheel", tmp_path / "wheel")
     with zipfile.ZipFile(wheel) as zf:
         shipped = {n[len("mslesion/models/"):] for n in zf.namelist() if n.startswith("mslesion/models/")}

@@ -40,9 +40,11 @@ def run(args: argparse.Namespace) -> int:
             check = SHA256_WORDS.get(r.get("sha256_ok"), "sha256 not checked")
             trained = ", ".join(f"{k} {v}" for k, v in r["trained"].items())
             print(f"  {r['id']}: {contrast_words(r['channels'], r['required'])}; {selection_words(r)}; "
-                  + (f"ensemble of {r['ensemble_members']} networks (mean probability), "
+                  + (f"mean probability of the models {', '.join(r['parts'])} (no weights of its own), "
+                     if r.get("parts") else
+                     f"ensemble of {r['ensemble_members']} networks (mean probability), "
                      if r.get("ensemble_members", 1) > 1 else "")
-                  + f"{r['weights_mb']} MB, {check}"
+                  + ("" if r.get("parts") else f"{r['weights_mb']} MB, ") + check
                   + (f"; trained: {trained}" if trained else "") + (f"; card: {r['card']}" if r["card"] else ""))
         if not rows:
             print("  (none)")

@@ -41,6 +41,9 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patch", type=int, nargs=3, default=(112, 112, 112), metavar=("D", "H", "W"),
                    help="training patch size in voxels of the 1 mm working grid (default: 112 112 112)")
     p.add_argument("--batch", type=int, default=2, help="patches per step (default: %(default)s)")
+    p.add_argument("--arch", choices=["3d", "2.5d"], default="3d",
+                   help="3d: a 3-D U-Net on D x H x W patches; 2.5d: a 2-D U-Net on stacks of D neighbouring "
+                        "slices of H x W, cut along all three axes and fused at inference (default: 3d)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                    help="where to train (auto: cuda, then mps, then cpu)")
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(data_dir=str(args.data), out_dir=str(args.out), channels=channels,
                       holdout=tuple(h for h in args.holdout.split(",") if h), iterations=args.iterations,
                       max_seconds=args.max_seconds, patch=tuple(args.patch), batch=args.batch, seed=args.seed,
-                      device=args.device, session_seconds=args.session_seconds)
+                      device=args.device, session_seconds=args.session_seconds, arch=args.arch)
     try:
         summary = train(cfg)
     except ValueError as exc:  # a checkpoint of another run in --out

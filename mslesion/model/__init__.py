@@ -19,8 +19,9 @@ from scipy import ndimage
 from ..clock import Clock
 from ..errors import ModelError
 from ..volume import Volume, bounding_box
+from .combined import CombinedSegmenter, CombinedSpec, is_combined, read_combined_spec
 from .inference import WindowSettings, amp_dtype, predict_windows, resolve_device
-from .store import ModelSpec, load_network, models_root, read_spec
+from .store import ModelSpec, load_network, models_root, read_raw, read_spec
 
 
 class Preprocessed(Protocol):
@@ -36,7 +37,7 @@ class Preprocessed(Protocol):
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FLAIR_MODEL = "mslesion-flair-v3"
+DEFAULT_FLAIR_MODEL = "mslesion-flair-v4"
 DEFAULT_MULTI_MODEL = "mslesion-flair-t1-t2-v1"
 
 
@@ -130,7 +131,7 @@ def resolve_model_folder(model: str, contrasts: set[str]) -> Path:
 #: the one model cache of the process: (model folder, device, tta, amp) -> loaded segmenter.  Every
 #: load goes through it (the Analyzer, compare, batch workers, scripts), so a model's weights are read
 #: once per process however many Analyzers use it.
-_CACHE: dict[tuple[str, str, bool | None, bool | None], ModelSegmenter] = {}
+_CACHE: dict[tuple[str, str, bool | None, bool | None], ModelSegmenter | CombinedSegmenter] = {}
 
 
 def load_model_segmenter(model: str = "auto", contrasts: set[str] | None = None, device: str = "auto",
@@ -147,15 +148,20 @@ def load_model_segmenter(model: str = "auto", contrasts: set[str] | None = None,
         raise ModelError(folder, "the default model is missing (no model.json); reinstall mslesion, set "
                                  "MSLESION_MODELS to a models folder, or pass --model baseline for the "
                                  "classical threshold baseline")
-    spec = read_spec(folder)
+    combined = is_combined(read_raw(folder))
+    spec: ModelSpec | CombinedSpec = read_combined_spec(folder) if combined else read_spec(folder)
     missing = spec.required - contrasts
     if missing:
         raise ModelError(folder, f"model {spec.model_id} needs contrasts {sorted(missing)} that were not given")
     key = (str(folder.resolve()), str(resolve_device(device)), tta, amp)
     if key not in _CACHE:
-        _CACHE[key] = ModelSegmenter(spec, device=device, tta=tta, amp=amp)
+        if isinstance(spec, CombinedSpec):
+            parts = [load_model_segmenter(str(part), contrasts, device, tta, amp) for part, _ in spec.parts]
+            _CACHE[key] = CombinedSegmenter(spec, parts)
+        else:
+            _CACHE[key] = ModelSegmenter(spec, device=device, tta=tta, amp=amp)
     return _CACHE[key]
 
 
-__all__ = ["ModelSegmenter", "load_model_segmenter", "resolve_model_folder", "DEFAULT_FLAIR_MODEL",
+__all__ = ["ModelSegmenter", "CombinedSegmenter", "load_model_segmenter", "resolve_model_folder", "DEFAULT_FLAIR_MODEL",
            "DEFAULT_MULTI_MODEL"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelError
-from .unet import MeanEnsemble, UNet3D, build_unet
+from .unet import MeanEnsemble, build_unet
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,8 @@ def _members(raw: dict) -> list[tuple[str, str]]:
     raise ValueError(f"'weights' {files!r} and 'sha256' must both be strings or lists of one length")
 
 
-def read_spec(folder: Path) -> ModelSpec:
-    """Parse and validate ``folder/model.json``."""
+def read_raw(folder: Path) -> dict:
+    """``folder/model.json`` as a dict (any kind of model folder)."""
     card = folder / CARD_NAME
     if not card.is_file():
         raise ModelError(card, "model.json is missing (not a model folder)")
@@ -142,6 +142,17 @@ def read_spec(folder: Path) -> ModelSpec:
         raw = json.loads(card.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(card, f"model.json cannot be read ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ModelError(card, "model.json must hold a JSON object")
+    return raw
+
+
+def read_spec(folder: Path) -> ModelSpec:
+    """Parse and validate ``folder/model.json`` of a network model (not a combined one)."""
+    card = folder / CARD_NAME
+    raw = read_raw(folder)
+    if "parts" in raw:
+        raise ModelError(card, "a combined model (it lists 'parts'); load it with load_model_segmenter")
     try:
         members = _members(raw)
         spec = ModelSpec(folder=folder, model_id=str(raw["id"]), channels=list(raw["channels"]),
@@ -173,6 +184,9 @@ def describe_models(root: Path | None = None, verify: bool = False) -> list[dict
         if not (folder / CARD_NAME).is_file():
             continue
         try:
+            if "parts" in read_raw(folder):
+                rows.append(_describe_combined(folder, verify))
+                continue
             spec = read_spec(folder)
         except ModelError as exc:
             rows.append({"id": folder.name, "folder": str(folder), "error": exc.problem})
@@ -194,6 +208,25 @@ def describe_models(root: Path | None = None, verify: bool = False) -> list[dict
     return rows
 
 
+def _describe_combined(folder: Path, verify: bool) -> dict:
+    """The :func:`describe_models` row of a combined model (its parts are listed in their own rows)."""
+    from .combined import read_combined_spec
+
+    spec = read_combined_spec(folder)
+    row: dict[str, object] = {
+        "id": spec.model_id, "folder": str(folder), "channels": spec.channels, "required": sorted(spec.required),
+        "auto_select": bool(spec.raw.get("auto_select", True)), "threshold": spec.threshold,
+        "min_peak": spec.min_peak, "parts": [p.name for p, _ in spec.parts], "weights_mb": 0.0,
+        "ensemble_members": sum(len(h) for _, h in spec.parts), "trained": {},
+        "card": str(folder / "model_card.md") if (folder / "model_card.md").is_file() else None,
+        "sha256": None}
+    if verify:
+        row["sha256_ok"] = all(
+            all(f.is_file() and sha256_file(f) == h for f, (_, h) in zip(
+                [p / name for name, _ in read_spec(p).members], read_spec(p).members)) for p, _ in spec.parts)
+    return row
+
+
 def load_network(spec: ModelSpec, device: torch.device) -> torch.nn.Module:
     """Check each weights file's sha256, load it with ``weights_only=True`` and build the network.
 
@@ -205,7 +238,7 @@ def load_network(spec: ModelSpec, device: torch.device) -> torch.nn.Module:
     return net.to(device).eval()
 
 
-def _load_member(spec: ModelSpec, path: Path, expected: str) -> UNet3D:
+def _load_member(spec: ModelSpec, path: Path, expected: str) -> torch.nn.Module:
     if not path.is_file():
         raise ModelError(path, "weights file is missing")
     digest = sha256_file(path)
@@ -278,9 +311,12 @@ def package_run(run_dir: Path, dest: Path, model_id: str, threshold: float = 0.5
         if o["architecture"] != summary["architecture"] or o["config"]["channels"] != cfg["channels"]:
             raise ModelError(other, "ensemble members must share the architecture and channels of the first run")
     inference = dict(DEFAULT_INFERENCE)
-    inference["window_accelerator"] = list(cfg["patch"])
-    # CPU default: the training patch size (instance norm statistics match training), no flips
-    inference["window_cpu"] = list(cpu_window or cfg["patch"])
+    # 3-D: the training patch size (instance norm statistics match training); 2.5-D (slice stacks, per-slice
+    # statistics): the inference window of the run, which covers most brains at once
+    window = list(cfg["infer_window"] if cfg.get("arch") == "2.5d" else cfg["patch"])
+    inference["window_accelerator"] = window
+    # CPU default: the same window, no flips
+    inference["window_cpu"] = list(cpu_window or window)
     training = {k: summary.get(k) for k in ("iterations", "train_seconds", "device", "device_name", "torch", "cases")}
     training["seed"] = cfg.get("seed")
     if len(runs) > 1:

@@ -30,7 +30,7 @@ from .augment import AugmentConfig, intensity_augment, paste_lesions, sample_pat
 from .inference import amp_dtype as inference_amp_dtype
 from .inference import resolve_device, sliding_window_predict
 from .losses import blob_dice_loss, dice_bce_loss, false_blob_loss
-from .unet import UNet3D
+from .unet import SliceStackNet, build_unet, slice_stack
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,10 @@ class TrainConfig:
     base: int = 16
     levels: int = 4
     residual: bool = True
+    #: "3d": a 3-D U-Net on ``patch``-sized patches; "2.5d": a 2-D U-Net on stacks of ``patch[0]``
+    #: neighbouring slices of ``patch[1] x patch[2]``, cut across a random axis per sample
+    #: (:class:`~mslesion.model.unet.SliceStackNet`)
+    arch: str = "3d"
     lesion_fraction: float = 0.6
     #: how a lesion-centred patch picks its lesion: "voxel" (big lesions dominate) or
     #: "component" (every connected lesion equally likely, so small lesions are seen as often)
@@ -86,8 +90,17 @@ class TrainConfig:
     checkpoint_every: int = 500
 
     def architecture(self) -> dict:
-        return {"name": "UNet3D", "in_channels": len(self.channels), "base": self.base, "levels": self.levels,
-                "residual": self.residual}
+        common = {"in_channels": len(self.channels), "base": self.base, "levels": self.levels,
+                  "residual": self.residual}
+        if self.arch == "2.5d":
+            return {"name": SliceStackNet.NAME, **common, "slices": int(self.patch[0]), "axes": [0, 1, 2]}
+        return {"name": "UNet3D", **common}
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("3d", "2.5d"):
+            raise ValueError(f"arch must be '3d' or '2.5d', got {self.arch!r}")
+        if self.arch == "2.5d" and (self.blob_weight > 0 or self.false_blob_weight > 0):
+            raise ValueError("the lesion-wise losses (blob, false-blob) need 3-D patches (arch '3d')")
 
 
 @dataclass
@@ -170,12 +183,38 @@ def _lesion_centre(case: Case, cfg: TrainConfig, gen: torch.Generator) -> torch.
     return case.lesion_idx[int(torch.randint(len(case.lesion_idx), (1,), generator=gen))]
 
 
+def _patch_shape(cfg: TrainConfig, gen: torch.Generator) -> tuple[tuple[int, int, int], int]:
+    """The patch to resample and, for the 2.5-D model, the axis it is thin along (-1 for 3-D).
+
+    A 2.5-D patch is ``patch[0]`` slices thick, plus room for a whole synthetic lesion on each side
+    when lesions are pasted (cut back to ``patch[0]`` slices afterwards)."""
+    if cfg.arch != "2.5d":
+        return cfg.patch, -1
+    axis = int(torch.randint(3, (1,), generator=gen))
+    thick = cfg.patch[0]
+    if cfg.augment.p_synthetic > 0:
+        thick += 2 * (int(math.ceil(cfg.augment.synthetic_radius[1] * 1.5)) + 2)
+    shape = [cfg.patch[1], cfg.patch[2]]
+    shape.insert(axis, thick)
+    return (shape[0], shape[1], shape[2]), axis
+
+
+def _centre_slices(patch: torch.Tensor, axis: int, slices: int) -> torch.Tensor:
+    """``patch`` (C, D, H, W) cut to its centre ``slices`` along spatial ``axis``, that axis moved first."""
+    moved = patch.movedim(axis + 1, 1)
+    lo = (moved.shape[1] - slices) // 2
+    return moved[:, lo:lo + slices]
+
+
 def draw_batch(cases: list[Case], cfg: TrainConfig, gen: torch.Generator,
                noise_gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """One augmented batch: images (N, C, *patch), soft labels (N, 1, *patch) and voxel weights (or None)."""
+    """One augmented batch: images (N, C, *patch), soft labels (N, 1, *patch) and voxel weights (or None).
+
+    For the 2.5-D model: images (N, C * slices, A, B) in :func:`~mslesion.model.unet.slice_stack`'s layout,
+    labels and weights of the centre slice (N, 1, A, B).
+    """
     n_ch = len(cfg.channels)
     imgs, labs, pres, weights = [], [], [], []
-    jitter = torch.tensor(cfg.patch, dtype=torch.float32) / 3
     for _ in range(cfg.batch):
         case = cases[int(torch.randint(len(cases), (1,), generator=gen))]
         use_lesion = len(case.lesion_idx) > 0 and float(torch.rand(1, generator=gen)) < cfg.lesion_fraction
@@ -183,11 +222,17 @@ def draw_batch(cases: list[Case], cfg: TrainConfig, gen: torch.Generator,
             centre = _lesion_centre(case, cfg, gen).float()
         else:
             centre = case.brain_idx[int(torch.randint(len(case.brain_idx), (1,), generator=gen))].float()
+        shape, axis = _patch_shape(cfg, gen)
+        jitter = torch.tensor(shape, dtype=torch.float32) / 3
+        if axis >= 0:
+            jitter[axis] = 0.0  # the centre slice goes through the chosen voxel
         centre = centre + (torch.rand(3, generator=gen) * 2 - 1) * jitter
-        patch = sample_patch(case.volume, centre, cfg.patch, cfg.augment, gen)
+        patch = sample_patch(case.volume, centre, shape, cfg.augment, gen)
         if cfg.augment.p_synthetic > 0:
             patch = torch.cat([paste_lesions(patch[:n_ch + 1], tuple(cfg.channels), cfg.augment, gen),
                                patch[n_ch + 1:]], 0)
+        if axis >= 0:
+            patch = _centre_slices(patch, axis, cfg.patch[0])
         imgs.append(patch[:n_ch])
         labs.append(patch[n_ch:n_ch + 1])
         weights.append(patch[n_ch + 1:n_ch + 2])
@@ -195,7 +240,13 @@ def draw_batch(cases: list[Case], cfg: TrainConfig, gen: torch.Generator,
     img = intensity_augment(torch.stack(imgs), torch.stack(pres), cfg.augment, gen, noise_gen)
     # interpolated weights are 0 where the patch leaves the volume; the loss there is as elsewhere
     weight = torch.stack(weights).clamp_min(1.0) if weights[0].shape[0] else None
-    return img, torch.stack(labs).clamp(0, 1), weight
+    lab = torch.stack(labs).clamp(0, 1)
+    if cfg.arch == "2.5d":
+        mid = cfg.patch[0] // 2
+        img = torch.stack([slice_stack(x, 0, cfg.patch[0]) for x in img])
+        lab = lab[:, :, mid]
+        weight = weight[:, :, mid] if weight is not None else None
+    return img, lab, weight
 
 
 def lr_at(progress: float, cfg: TrainConfig) -> float:
@@ -271,9 +322,11 @@ def train(cfg: TrainConfig) -> dict:
         torch.backends.cudnn.benchmark = True
     cases = load_cases(Path(cfg.data_dir), tuple(cfg.channels), tuple(cfg.holdout), device, np_rng,
                        (cfg.small_lesion_weight, cfg.small_lesion_voxels))
-    net = UNet3D(len(cfg.channels), cfg.base, cfg.levels, cfg.residual).to(device)
+    model = build_unet(cfg.architecture()).to(device)
+    # the 2.5-D model trains its 2-D U-Net on slice stacks; the whole SliceStackNet is saved and predicts
+    net = model.net if isinstance(model, SliceStackNet) else model
     if cfg.init_weights:
-        net.load_state_dict(torch.load(cfg.init_weights, map_location=device, weights_only=True))
+        model.load_state_dict(torch.load(cfg.init_weights, map_location=device, weights_only=True))
         log.info("initialised from %s", cfg.init_weights)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # mixed precision: bf16/fp16 on CUDA; bf16 on CPUs with native bf16 instructions (about 2.4x faster)
@@ -333,7 +386,7 @@ def train(cfg: TrainConfig) -> dict:
         _log_record(log_fh, it, running, lr_at(1.0, cfg), t_train)
     log_fh.close()
     train_s = time.perf_counter() - t_train
-    state = {k: v.detach().float().cpu() for k, v in net.state_dict().items()}
+    state = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
     _save_state(state, out / "weights.pt")
     ckpt.unlink(missing_ok=True)
     summary = {"complete": True, "config": _jsonable(asdict(cfg)), "architecture": cfg.architecture(), "iterations": it,
@@ -341,7 +394,7 @@ def train(cfg: TrainConfig) -> dict:
                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                "torch": torch.__version__, "cases": [c.case_id for c in cases]}
     if cfg.holdout and cfg.holdout_predict:
-        summary["holdout_predictions"] = predict_holdout(net, cfg, device, out)
+        summary["holdout_predictions"] = predict_holdout(model, cfg, device, out)
     summary["total_seconds"] = round(time.perf_counter() - t_start, 1)
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -363,7 +416,8 @@ def predict_holdout(net: torch.nn.Module, cfg: TrainConfig, device: torch.device
         div = 2 ** (cfg.levels - 1)
         # "accurate": training-size windows, 50 % overlap, 8 flips (accelerator default);
         # "fast": one large window, 25 % overlap, no flips (CPU default)
-        accurate = sliding_window_predict(net, image, cfg.patch, 0.5, device, tta=cfg.holdout_tta, amp=cfg.amp,
+        window = cfg.infer_window if cfg.arch == "2.5d" else cfg.patch
+        accurate = sliding_window_predict(net, image, window, 0.5, device, tta=cfg.holdout_tta, amp=cfg.amp,
                                           divisor=div)
         fast = sliding_window_predict(net, image, cfg.infer_window, cfg.infer_overlap, device, tta=False,
                                       amp=cfg.amp, divisor=div)
