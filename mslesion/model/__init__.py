@@ -19,9 +19,18 @@ from scipy import ndimage
 from ..clock import Clock
 from ..errors import ModelError
 from ..volume import Volume, bounding_box
-from .combined import CombinedSegmenter, CombinedSpec, is_combined, read_combined_spec
+from .combined import CombinedSegmenter
 from .inference import WindowSettings, amp_dtype, predict_windows, resolve_device
-from .store import ModelSpec, load_network, models_root, read_raw, read_spec
+from .store import (
+    CombinedSpec,
+    ModelSpec,
+    is_combined,
+    load_network,
+    models_root,
+    read_combined_spec,
+    read_raw,
+    read_spec,
+)
 
 
 class Preprocessed(Protocol):

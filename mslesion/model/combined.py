@@ -14,66 +14,15 @@ nnU-Net averages the configurations of an ensemble.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..clock import Clock
-from ..errors import ModelError
 from ..volume import Volume
-from .store import CARD_NAME, read_raw, read_spec
+from .store import CARD_NAME, CombinedSpec, read_combined_spec, read_spec
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CombinedSpec:
-    """The parsed ``model.json`` of a combined model folder."""
-
-    folder: Path
-    model_id: str
-    channels: list[str]
-    threshold: float
-    min_peak: float
-    #: each part's folder and the sha256 of each of its weights files, as pinned in model.json
-    parts: list[tuple[Path, list[str]]]
-    raw: dict = field(default_factory=dict)
-
-    @property
-    def required(self) -> set[str]:
-        return set(self.raw.get("required_contrasts", ["flair"]))
-
-
-def is_combined(raw: dict) -> bool:
-    """Whether a parsed model.json describes a combined model."""
-    return "parts" in raw
-
-
-def read_combined_spec(folder: Path) -> CombinedSpec:
-    """Parse ``folder/model.json`` of a combined model; every part must exist with the pinned weights."""
-    card = folder / CARD_NAME
-    raw = read_raw(folder)
-    try:
-        names = [str(p) for p in raw["parts"]]
-        pinned = {str(k): [str(h) for h in v] for k, v in dict(raw["parts_sha256"]).items()}
-        spec = CombinedSpec(folder=folder, model_id=str(raw["id"]), channels=list(raw["channels"]),
-                            threshold=float(raw["threshold"]), min_peak=float(raw.get("min_peak", 0.0)),
-                            parts=[(folder.parent / n, pinned[n]) for n in names], raw=raw)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(card, f"model.json of a combined model lacks or has a bad field: {exc}") from exc
-    if len(spec.parts) < 2:
-        raise ModelError(card, f"a combined model needs at least 2 parts, got {len(spec.parts)}")
-    for part, hashes in spec.parts:
-        part_spec = read_spec(part)  # raises ModelError naming the part's folder
-        have = [h for _, h in part_spec.members]
-        if have != hashes:
-            raise ModelError(part / CARD_NAME, f"part of {spec.model_id} has weights {have}, "
-                                               f"{card} pins {hashes}")
-        if part_spec.channels != spec.channels:
-            raise ModelError(part / CARD_NAME, f"part channels {part_spec.channels} differ from the combined "
-                                               f"model's {spec.channels}")
-    return spec
 
 
 def write_combined_folder(folder: Path, model_id: str, parts: list[str], threshold: float, min_peak: float = 0.0,

@@ -172,6 +172,55 @@ def read_spec(folder: Path) -> ModelSpec:
     return spec
 
 
+@dataclass(frozen=True)
+class CombinedSpec:
+    """The parsed ``model.json`` of a combined model folder."""
+
+    folder: Path
+    model_id: str
+    channels: list[str]
+    threshold: float
+    min_peak: float
+    #: each part's folder and the sha256 of each of its weights files, as pinned in model.json
+    parts: list[tuple[Path, list[str]]]
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def required(self) -> set[str]:
+        return set(self.raw.get("required_contrasts", ["flair"]))
+
+
+def is_combined(raw: dict) -> bool:
+    """Whether a parsed model.json describes a combined model."""
+    return "parts" in raw
+
+
+def read_combined_spec(folder: Path) -> CombinedSpec:
+    """Parse ``folder/model.json`` of a combined model; every part must exist with the pinned weights."""
+    card = folder / CARD_NAME
+    raw = read_raw(folder)
+    try:
+        names = [str(p) for p in raw["parts"]]
+        pinned = {str(k): [str(h) for h in v] for k, v in dict(raw["parts_sha256"]).items()}
+        spec = CombinedSpec(folder=folder, model_id=str(raw["id"]), channels=list(raw["channels"]),
+                            threshold=float(raw["threshold"]), min_peak=float(raw.get("min_peak", 0.0)),
+                            parts=[(folder.parent / n, pinned[n]) for n in names], raw=raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(card, f"model.json of a combined model lacks or has a bad field: {exc}") from exc
+    if len(spec.parts) < 2:
+        raise ModelError(card, f"a combined model needs at least 2 parts, got {len(spec.parts)}")
+    for part, hashes in spec.parts:
+        part_spec = read_spec(part)  # raises ModelError naming the part's folder
+        have = [h for _, h in part_spec.members]
+        if have != hashes:
+            raise ModelError(part / CARD_NAME, f"part of {spec.model_id} has weights {have}, "
+                                               f"{card} pins {hashes}")
+        if part_spec.channels != spec.channels:
+            raise ModelError(part / CARD_NAME, f"part channels {part_spec.channels} differ from the combined "
+                                               f"model's {spec.channels}")
+    return spec
+
+
 def describe_models(root: Path | None = None, verify: bool = False) -> list[dict]:
     """One summary per model folder under ``root`` (default :func:`models_root`), sorted by id.
 
@@ -210,8 +259,6 @@ def describe_models(root: Path | None = None, verify: bool = False) -> list[dict
 
 def _describe_combined(folder: Path, verify: bool) -> dict:
     """The :func:`describe_models` row of a combined model (its parts are listed in their own rows)."""
-    from .combined import read_combined_spec
-
     spec = read_combined_spec(folder)
     row: dict[str, object] = {
         "id": spec.model_id, "folder": str(folder), "channels": spec.channels, "required": sorted(spec.required),
