@@ -43,6 +43,21 @@ def test_slice_stack_net_predicts_each_voxel_from_its_own_slice_stack():
     assert torch.allclose(fused, torch.stack(per_axis).mean(0), atol=1e-5)
 
 
+def test_slice_stack_net_output_does_not_depend_on_its_chunk_size():
+    """How many slice stacks go through the 2-D net at once is a speed setting only (instance norm is per
+    stack): every chunk size gives the same logits, whether or not it divides the number of stacks."""
+    torch.manual_seed(1)
+    net = build_unet(ARCH_25D).eval()
+    x = torch.randn(2, 2, 12, 16, 8)
+    outs = []
+    with torch.no_grad():
+        for chunk in (1, 5, 8, 64):
+            net.chunk = chunk
+            outs.append(net(x))
+    for out in outs[1:]:
+        assert torch.allclose(out, outs[0], atol=1e-5)
+
+
 def test_slice_stack_layout_is_contrast_major():
     patch = torch.arange(2 * 5 * 3 * 4, dtype=torch.float32).reshape(2, 5, 3, 4)  # (C, k, A, B), axis 0 thin
     stack = slice_stack(patch, 0, 5)

@@ -24,11 +24,9 @@ from .inference import WindowSettings, amp_dtype, predict_windows, resolve_devic
 from .store import (
     CombinedSpec,
     ModelSpec,
-    is_combined,
     load_network,
     models_root,
-    read_combined_spec,
-    read_raw,
+    read_any_spec,
     read_spec,
 )
 
@@ -46,7 +44,7 @@ class Preprocessed(Protocol):
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FLAIR_MODEL = "mslesion-flair-v4"
+DEFAULT_FLAIR_MODEL = "mslesion-flair-v5"
 DEFAULT_MULTI_MODEL = "mslesion-flair-t1-t2-v1"
 
 
@@ -157,15 +155,20 @@ def load_model_segmenter(model: str = "auto", contrasts: set[str] | None = None,
         raise ModelError(folder, "the default model is missing (no model.json); reinstall mslesion, set "
                                  "MSLESION_MODELS to a models folder, or pass --model baseline for the "
                                  "classical threshold baseline")
-    combined = is_combined(read_raw(folder))
-    spec: ModelSpec | CombinedSpec = read_combined_spec(folder) if combined else read_spec(folder)
+    spec = read_any_spec(folder)
     missing = spec.required - contrasts
     if missing:
         raise ModelError(folder, f"model {spec.model_id} needs contrasts {sorted(missing)} that were not given")
-    key = (str(folder.resolve()), str(resolve_device(device)), tta, amp)
+    return _segmenter_for(spec, device, tta, amp)
+
+
+def _segmenter_for(spec: ModelSpec | CombinedSpec, device: str, tta: bool | None,
+                   amp: bool | None) -> ModelSegmenter | CombinedSegmenter:
+    """The cached segmenter of a parsed model folder (a combined model's parts from their parsed specs)."""
+    key = (str(spec.folder.resolve()), str(resolve_device(device)), tta, amp)
     if key not in _CACHE:
         if isinstance(spec, CombinedSpec):
-            parts = [load_model_segmenter(str(part), contrasts, device, tta, amp) for part, _ in spec.parts]
+            parts = [_segmenter_for(part, device, tta, amp) for part in spec.part_specs]
             _CACHE[key] = CombinedSegmenter(spec, parts)
         else:
             _CACHE[key] = ModelSegmenter(spec, device=device, tta=tta, amp=amp)

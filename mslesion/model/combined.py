@@ -20,7 +20,7 @@ import numpy as np
 
 from ..clock import Clock
 from ..volume import Volume
-from .store import CARD_NAME, CombinedSpec, read_combined_spec, read_spec
+from .store import CARD_NAME, FORMAT_VERSION, CombinedSpec, read_combined_spec, read_spec
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def write_combined_folder(folder: Path, model_id: str, parts: list[str], thresho
 
     specs = [read_spec(folder.parent / name) for name in parts]
     channels = specs[0].channels
-    meta = {"id": model_id, "format_version": 1, "channels": channels,
+    meta = {"id": model_id, "format_version": FORMAT_VERSION, "channels": channels,
             "required_contrasts": sorted(set().union(*(s.required for s in specs)), key=["flair", "t1", "t2"].index),
             "threshold": float(threshold), **({"min_peak": float(min_peak)} if min_peak > 0 else {}),
             "parts": list(parts), "parts_sha256": {name: [h for _, h in s.members] for name, s in zip(parts, specs)},

@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -147,10 +147,11 @@ def read_raw(folder: Path) -> dict:
     return raw
 
 
-def read_spec(folder: Path) -> ModelSpec:
-    """Parse and validate ``folder/model.json`` of a network model (not a combined one)."""
+def read_spec(folder: Path, raw: dict | None = None) -> ModelSpec:
+    """Parse and validate ``folder/model.json`` of a network model (not a combined one); ``raw``: the file
+    already read (:func:`read_raw`)."""
     card = folder / CARD_NAME
-    raw = read_raw(folder)
+    raw = read_raw(folder) if raw is None else raw
     if "parts" in raw:
         raise ModelError(card, "a combined model (it lists 'parts'); load it with load_model_segmenter")
     try:
@@ -184,6 +185,8 @@ class CombinedSpec:
     #: each part's folder and the sha256 of each of its weights files, as pinned in model.json
     parts: list[tuple[Path, list[str]]]
     raw: dict = field(default_factory=dict)
+    #: the parsed model.json of each part, in the order of ``parts``
+    part_specs: list[ModelSpec] = field(default_factory=list)
 
     @property
     def required(self) -> set[str]:
@@ -195,10 +198,11 @@ def is_combined(raw: dict) -> bool:
     return "parts" in raw
 
 
-def read_combined_spec(folder: Path) -> CombinedSpec:
-    """Parse ``folder/model.json`` of a combined model; every part must exist with the pinned weights."""
+def read_combined_spec(folder: Path, raw: dict | None = None) -> CombinedSpec:
+    """Parse ``folder/model.json`` of a combined model (``raw``: the file already read); every part must
+    exist with the pinned weights."""
     card = folder / CARD_NAME
-    raw = read_raw(folder)
+    raw = read_raw(folder) if raw is None else raw
     try:
         names = [str(p) for p in raw["parts"]]
         pinned = {str(k): [str(h) for h in v] for k, v in dict(raw["parts_sha256"]).items()}
@@ -209,8 +213,10 @@ def read_combined_spec(folder: Path) -> CombinedSpec:
         raise ModelError(card, f"model.json of a combined model lacks or has a bad field: {exc}") from exc
     if len(spec.parts) < 2:
         raise ModelError(card, f"a combined model needs at least 2 parts, got {len(spec.parts)}")
+    part_specs = []
     for part, hashes in spec.parts:
         part_spec = read_spec(part)  # raises ModelError naming the part's folder
+        part_specs.append(part_spec)
         have = [h for _, h in part_spec.members]
         if have != hashes:
             raise ModelError(part / CARD_NAME, f"part of {spec.model_id} has weights {have}, "
@@ -218,7 +224,18 @@ def read_combined_spec(folder: Path) -> CombinedSpec:
         if part_spec.channels != spec.channels:
             raise ModelError(part / CARD_NAME, f"part channels {part_spec.channels} differ from the combined "
                                                f"model's {spec.channels}")
-    return spec
+    return replace(spec, part_specs=part_specs)
+
+
+def read_any_spec(folder: Path) -> ModelSpec | CombinedSpec:
+    """The parsed ``folder/model.json`` of a network model or of a combined one (read once)."""
+    raw = read_raw(folder)
+    return read_combined_spec(folder, raw) if is_combined(raw) else read_spec(folder, raw)
+
+
+def weights_match(spec: ModelSpec) -> bool:
+    """Whether every weights file of ``spec`` exists and has the sha256 that model.json gives."""
+    return all((spec.folder / name).is_file() and sha256_file(spec.folder / name) == h for name, h in spec.members)
 
 
 def describe_models(root: Path | None = None, verify: bool = False) -> list[dict]:
@@ -233,10 +250,10 @@ def describe_models(root: Path | None = None, verify: bool = False) -> list[dict
         if not (folder / CARD_NAME).is_file():
             continue
         try:
-            if "parts" in read_raw(folder):
-                rows.append(_describe_combined(folder, verify))
+            spec = read_any_spec(folder)
+            if isinstance(spec, CombinedSpec):
+                rows.append(_describe_combined(spec, verify))
                 continue
-            spec = read_spec(folder)
         except ModelError as exc:
             rows.append({"id": folder.name, "folder": str(folder), "error": exc.problem})
             continue
@@ -252,14 +269,14 @@ def describe_models(root: Path | None = None, verify: bool = False) -> list[dict
                "card": str(folder / "model_card.md") if (folder / "model_card.md").is_file() else None,
                "sha256": spec.sha256}
         if verify:
-            row["sha256_ok"] = all(f.is_file() and sha256_file(f) == h for f, (_, h) in zip(files, spec.members))
+            row["sha256_ok"] = weights_match(spec)
         rows.append(row)
     return rows
 
 
-def _describe_combined(folder: Path, verify: bool) -> dict:
+def _describe_combined(spec: CombinedSpec, verify: bool) -> dict:
     """The :func:`describe_models` row of a combined model (its parts are listed in their own rows)."""
-    spec = read_combined_spec(folder)
+    folder = spec.folder
     row: dict[str, object] = {
         "id": spec.model_id, "folder": str(folder), "channels": spec.channels, "required": sorted(spec.required),
         "auto_select": bool(spec.raw.get("auto_select", True)), "threshold": spec.threshold,
@@ -268,9 +285,7 @@ def _describe_combined(folder: Path, verify: bool) -> dict:
         "card": str(folder / "model_card.md") if (folder / "model_card.md").is_file() else None,
         "sha256": None}
     if verify:
-        row["sha256_ok"] = all(
-            all(f.is_file() and sha256_file(f) == h for f, (_, h) in zip(
-                [p / name for name, _ in read_spec(p).members], read_spec(p).members)) for p, _ in spec.parts)
+        row["sha256_ok"] = all(weights_match(part) for part in spec.part_specs)
     return row
 
 

@@ -107,7 +107,7 @@ class SliceStackNet(nn.Module):
     NAME = "UNet2.5D"
 
     def __init__(self, net2d: nn.Module, slices: int = 5, axes: tuple[int, ...] = (0, 1, 2),
-                 chunk: int = 16) -> None:
+                 chunk: int = 8) -> None:
         super().__init__()
         self.net = net2d
         self.slices = int(slices)
