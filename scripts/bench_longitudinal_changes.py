@@ -39,6 +39,7 @@ import mslesion.longitudinal.compare as cmp  # noqa: E402
 from mslesion.lesions import label_components  # noqa: E402
 from mslesion.longitudinal import ChangeOptions, read_itk_transform  # noqa: E402
 from mslesion.metrics import score_arrays  # noqa: E402
+from mslesion.pipeline import AnalyzeOptions  # noqa: E402
 from mslesion.preprocess.normalize import robust_zscore  # noqa: E402
 from mslesion.preprocess.resample import resample_like  # noqa: E402
 from mslesion.volume import Volume  # noqa: E402
@@ -88,7 +89,8 @@ def p14_signal(a: str, b: str) -> dict:
     return out
 
 
-def run_pair(name: str, cache: Path | None, reuse: bool, options: ChangeOptions) -> tuple[dict, object, float]:
+def run_pair(name: str, cache: Path | None, reuse: bool, options: ChangeOptions,
+             model: str = "auto") -> tuple[dict, object, float]:
     """(cached detection inputs, ChangeMaps, seconds) for one pair; runs the whole compare unless reused."""
     path = cache / f"{name}.pkl" if cache else None
     if reuse and path and path.exists():
@@ -118,7 +120,7 @@ def run_pair(name: str, cache: Path | None, reuse: bool, options: ChangeOptions)
         try:
             t0 = time.perf_counter()
             result = cmp.compare_scans({"flair": base}, {"flair": follow}, None,
-                                       cmp.CompareOptions(change=options))
+                                       cmp.CompareOptions(analyze=AnalyzeOptions(model=model), change=options))
             c["timings"] = result.report["timings_s"]
         finally:
             cmp._detect_in_box, cmp.preprocess = detect, pre
@@ -182,19 +184,20 @@ def main() -> int:
     ap.add_argument("--reuse", action="store_true", help="rerun only the change detection from --cache")
     ap.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
     ap.add_argument("--no-evidence", action="store_true", help="score the calls without the two-scan evidence")
+    ap.add_argument("--model", default="auto", help="lesion model of the compare (default: the default model)")
     args = ap.parse_args()
     options = ChangeOptions()
     options.evidence.required = not args.no_evidence
     from mslesion.longitudinal.verdict import dit_verdict
 
     for name in args.pairs:
-        c, changes, secs = run_pair(name, args.cache, args.reuse, options)
+        c, changes, secs = run_pair(name, args.cache, args.reuse, options, args.model)
         counts = {k: changes.count(k) for k in ("new", "enlarging", "shrinking", "disappearing")}
         rejected = {}
         for cand in changes.rejected:
             rejected[cand.kind] = rejected.get(cand.kind, 0) + 1
         scores = score_patient12(c, changes) if name == "patient12" else score_p14(name, c, changes)
-        out = {"pair": name, "calls": counts, "rejected_candidates": rejected, "scores": scores,
+        out = {"pair": name, "model": args.model, "calls": counts, "rejected_candidates": rejected, "scores": scores,
                "dit": _dit(changes, dit_verdict), "detect_s": round(secs, 1),
                "compare_timings_s": c.get("timings")}
         if name != "patient12":

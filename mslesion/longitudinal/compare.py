@@ -58,6 +58,17 @@ class CompareOptions:
     brain_mask: Path | None = None
 
 
+def compare_analyze_options(aopts: AnalyzeOptions) -> AnalyzeOptions:
+    """``aopts`` with model "auto" made :data:`~mslesion.model.DEFAULT_COMPARE_MODEL` (the model measured
+    best for change calls); a named model or the baseline is kept."""
+    from ..model import DEFAULT_COMPARE_MODEL
+
+    if aopts.model != "auto":
+        return aopts
+    log.info("compare segments with %s (the default model for change detection)", DEFAULT_COMPARE_MODEL)
+    return replace(aopts, model=DEFAULT_COMPARE_MODEL)
+
+
 def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, str | Path | None],
                   out_dir: str | Path | None = None, options: CompareOptions | None = None,
                   segmenter: Segmenter | None = None) -> CompareResult:
@@ -80,7 +91,7 @@ def compare_scans(baseline: dict[str, str | Path | None], followup: dict[str, st
     out = prepare_out_dir(out_dir) if out_dir is not None else None
     from ..preprocess.registration import register_rigid, resample_moving  # issue 3 (preprocessing)
 
-    aopts = opts.analyze
+    aopts = compare_analyze_options(opts.analyze)
     with clock.step("preprocess_s"):
         # brain extraction runs once, on the baseline (unless a mask is given); the follow-up gets the
         # baseline mask through the registration: same head, and one mask for both time points

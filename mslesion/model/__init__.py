@@ -45,6 +45,11 @@ class Preprocessed(Protocol):
 log = logging.getLogger(__name__)
 
 DEFAULT_FLAIR_MODEL = "mslesion-flair-v5"
+#: what ``compare`` segments both scans with when the model is "auto": on the paired benchmark
+#: (``scripts/bench_longitudinal_changes.py``, MSLesSeg P14 T1->T2) v3 calls 5 of the 6 new lesions "new"
+#: with 1 false new call, where v4 and v5 call 3 of them "new" (2 more "enlarging") with 2 false ones;
+#: patient12 and P14 T2->T3 score the same with either (notes/issue-21.md, session 20)
+DEFAULT_COMPARE_MODEL = "mslesion-flair-v3"
 DEFAULT_MULTI_MODEL = "mslesion-flair-t1-t2-v1"
 
 
@@ -176,4 +181,4 @@ def _segmenter_for(spec: ModelSpec | CombinedSpec, device: str, tta: bool | None
 
 
 __all__ = ["ModelSegmenter", "CombinedSegmenter", "load_model_segmenter", "resolve_model_folder", "DEFAULT_FLAIR_MODEL",
-           "DEFAULT_MULTI_MODEL"]
+           "DEFAULT_MULTI_MODEL", "DEFAULT_COMPARE_MODEL"]
