@@ -42,11 +42,30 @@ def remove_small(mask: np.ndarray, min_voxels: int, connectivity: int = 26) -> n
 def binarize(prob: np.ndarray, threshold: float, min_voxels: int, min_peak: float = 0.0,
              connectivity: int = 26) -> np.ndarray:
     """The lesion mask of a probability map: ``prob >= threshold``, lesions under ``min_voxels``
-    removed, and (``min_peak`` > ``threshold``) lesions without a voxel at ``min_peak`` removed."""
-    mask = remove_small(prob >= threshold, min_voxels, connectivity)
+    removed, and (``min_peak`` > ``threshold``) lesions without a voxel at ``min_peak`` removed.
+
+    One labelling serves both rules: dropping whole components never joins or splits the others.
+    """
+    labels, n = label_components(prob >= threshold, connectivity)
+    if n == 0:
+        return labels > 0
+    keep = np.bincount(labels.ravel(), minlength=n + 1) >= max(min_voxels, 1)
     if min_peak > threshold:
-        mask = keep_confident(mask, prob, min_peak, connectivity)
-    return mask
+        keep &= component_peaks(labels, prob, n) >= min_peak
+    keep[0] = False
+    return keep[labels]
+
+
+def component_peaks(labels: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """The highest of ``values`` in each component of ``labels`` (index 0: background, -inf).
+
+    Reads the labelled voxels only, so it costs the lesions' size, not the volume's
+    (``scipy.ndimage.maximum`` sorts every voxel).
+    """
+    inside = labels > 0
+    peaks = np.full(n + 1, -np.inf)
+    np.maximum.at(peaks, labels[inside], values[inside].astype(np.float64))
+    return peaks
 
 
 def keep_confident(mask: np.ndarray, prob: np.ndarray, min_peak: float, connectivity: int = 26) -> np.ndarray:
@@ -56,10 +75,8 @@ def keep_confident(mask: np.ndarray, prob: np.ndarray, min_peak: float, connecti
     but must hold at least one voxel as sure as ``min_peak``.
     """
     labels, n = label_components(mask, connectivity)
-    if n == 0:
-        return mask.astype(bool)
-    peak = ndimage.maximum(prob, labels, index=np.arange(1, n + 1))
-    keep = np.concatenate([[False], np.asarray(peak) >= min_peak])
+    keep = component_peaks(labels, prob, n) >= min_peak
+    keep[0] = False
     return keep[labels]
 
 

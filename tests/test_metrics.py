@@ -94,6 +94,28 @@ def test_keep_confident_drops_lesions_without_a_sure_voxel():
     assert not keep_confident(np.zeros_like(prob, bool), prob, 0.9).any()
 
 
+@pytest.mark.parametrize("threshold, min_voxels, min_peak", [(0.4, 3, 0.8), (0.5, 1, 0.0), (0.3, 20, 0.95)])
+def test_binarize_matches_size_then_peak_filtering_with_scipy(threshold, min_voxels, min_peak):
+    """binarize labels once; it must equal removing small lesions, then (scipy's per-label maximum)
+    lesions without a voxel at min_peak."""
+    from scipy import ndimage
+
+    from mslesion.lesions import binarize, label_components
+
+    rng = np.random.default_rng(3)
+    spikes = np.zeros((40, 36, 30), np.float32)
+    spikes[tuple(rng.integers(0, 30, size=(3, 40)))] = rng.uniform(0.3, 1.0, 40)  # blobs of random peaks
+    kernel = ndimage.gaussian_filter(np.pad(np.ones((1, 1, 1), np.float32), 4), 1.5).max()
+    prob = np.clip(ndimage.gaussian_filter(spikes, 1.5) / kernel, 0.0, 1.0)
+    expected = remove_small(prob >= threshold, min_voxels)
+    labels, n = label_components(expected)
+    assert n > 5, "the random map must hold several lesions"
+    if min_peak > threshold:
+        peaks = np.asarray(ndimage.maximum(prob, labels, index=np.arange(1, n + 1)))
+        expected = np.concatenate([[False], peaks >= min_peak])[labels]
+    assert np.array_equal(binarize(prob, threshold, min_voxels, min_peak), expected)
+
+
 @pytest.mark.realdata
 def test_cohort_evaluation_of_isbi_inter_rater_agreement(shared_data, tmp_path):
     """Rater 2 scored against rater 1 on the three ISBI cases: the human level quoted in issue 4
