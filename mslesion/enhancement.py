@@ -83,6 +83,13 @@ class EnhancementRules:
     #: lesion voxels this close (mm) to CSF are left out of the black-hole volume (partial volume with CSF;
     #: without it, 3x more synthetic false black holes)
     black_hole_csf_margin_mm: float = 2.0
+    #: the post-contrast T1 must match the pre-contrast T1's anatomy: rank correlation over the brain without
+    #: lesions at least this (same head, another sequence: 0.81 / 0.84; another subject: 0.43 / 0.48;
+    #: :mod:`mslesion.enhancement_checks`)
+    post_min_rank_correlation: float = 0.6
+    #: ... and show normal enhancement: at least this fraction of the brain surface and CSF border at ``z_voxel``
+    #: (real post-contrast scans 0.023; a pre-contrast T1 given as post 0.0001 at most)
+    post_min_normal_enhancement: float = 0.005
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -11,10 +11,12 @@ import logging
 import numpy as np
 
 from . import enhancement as enh
+from .enhancement_checks import check_post_contrast
 from .lesions import Lesion
 from .preprocess import Preprocessed
+from .preprocess.registration import WORLD_OFFSET_NOTE_MM
 from .preprocess.resample import resample_like
-from .report import EnhancementSection, EnhancingFocusRow, ReferenceT1
+from .report import EnhancementSection, EnhancingFocusRow, PostContrastCheckInfo, ReferenceT1
 from .volume import Volume, bounding_box
 
 log = logging.getLogger(__name__)
@@ -53,9 +55,18 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
     refs = enh.reference_masks(flair, t1, brain, work > 0)
     zooms = tuple(float(z) for z in pre.flair.zooms)
     sub = normal = None
+    not_assessed = None if has_post else "no post-contrast T1 given (--t1post)"
     if has_post:
-        sub = enh.subtraction_z(t1, pre.images["t1post"].data[crop], brain & (work == 0), zooms=zooms)
+        post = pre.images["t1post"].data[crop]
+        sub = enh.subtraction_z(t1, post, brain & (work == 0), zooms=zooms)
         normal = enh.normal_enhancement(brain, refs.csf, zooms, rules)
+        check = check_post_contrast(t1, post, sub, brain & (work == 0), normal, brain, rules)
+        check.notes.extend(_world_offset_notes(pre))
+        section.post_contrast_check = PostContrastCheckInfo.from_dict(check.as_dict())
+        if not check.usable:  # enhancement not assessed: never a "no" from an unusable scan
+            has_post, sub, normal = False, None, None
+            section.enhancement_assessed = False
+            not_assessed = "the post-contrast T1 failed its checks: " + "; ".join(check.problems)
     evidence = enh.assess_lesions(work, int(labels.max()), sub, normal, t1, refs, float(np.prod(zooms)), rules,
                                   zooms=zooms)
     by_id = {e.lesion_id: e for e in evidence}
@@ -81,8 +92,7 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
         section.enhancing_lesions = sum(e.enhancing for e in assessed)
         section.non_enhancing_lesions = sum(not e.enhancing for e in assessed)
         section.enhancing_foci_outside_lesions = [_focus_row(f, pre) for f in foci]
-    section.dissemination_in_time = enh.dissemination_in_time(
-        assessed, assessed=has_post, reason=None if has_post else "no post-contrast T1 given (--t1post)")
+    section.dissemination_in_time = enh.dissemination_in_time(assessed, assessed=has_post, reason=not_assessed)
     emap = None
     if sub is not None and normal is not None:  # has_post
         work_map = np.zeros(work_full.shape, np.uint8)
@@ -92,6 +102,15 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
         emap = emap.with_data(np.rint(emap.data).astype(np.uint8))
     log.info("enhancement: %s", {k: v for k, v in section.to_dict().items() if k != "rules"})
     return section, emap
+
+
+def _world_offset_notes(pre: Preprocessed) -> list[str]:
+    """What preprocessing noted of the post-contrast T1's place in world space (see ``world_offset_mm``)."""
+    offset = pre.images["t1post"].meta.get("world_offset_mm")
+    if offset is None or float(np.linalg.norm(offset)) <= WORLD_OFFSET_NOTE_MM:
+        return []
+    return [f"the post-contrast T1's head lay {float(np.linalg.norm(offset)):.0f} mm from the FLAIR's in world "
+            "space; the registration started from the head centres (check the QC pictures)"]
 
 
 def _shifted(focus: enh.EnhancingFocus, offset: np.ndarray) -> enh.EnhancingFocus:

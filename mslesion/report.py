@@ -305,6 +305,22 @@ class EnhancingFocusRow(Section):
 
 
 @dataclass
+class PostContrastCheckInfo(Section):
+    """The checks of the post-contrast T1 (:mod:`mslesion.enhancement_checks`): where ``usable`` is false,
+    enhancement was not assessed and ``problems`` say why."""
+
+    usable: bool = True
+    rank_correlation: float | None = None
+    normal_enhancement_fraction: float | None = None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PostContrastCheckInfo":
+        return cls._from_fields(d, problems=list(d.get("problems") or []), notes=list(d.get("notes") or []))
+
+
+@dataclass
 class EnhancementSection(Section):
     """Gadolinium enhancement, T1 black holes and single-visit dissemination in time
     (:func:`mslesion.enhancement_stage.assess_subject`, where it is built).
@@ -314,7 +330,8 @@ class EnhancementSection(Section):
     """
 
     OPTIONAL: ClassVar[tuple[str, ...]] = ("black_holes", "reference_t1", "enhancing_lesions",
-                                           "non_enhancing_lesions", "enhancing_foci_outside_lesions")
+                                           "non_enhancing_lesions", "enhancing_foci_outside_lesions",
+                                           "post_contrast_check")
 
     #: the a-priori thresholds (:class:`mslesion.enhancement.EnhancementRules`)
     rules: dict[str, Any] = field(default_factory=dict)
@@ -326,6 +343,8 @@ class EnhancementSection(Section):
     non_enhancing_lesions: int | None = None
     enhancing_foci_outside_lesions: list[EnhancingFocusRow] | None = None
     dissemination_in_time: SingleVisitDit = field(default_factory=SingleVisitDit)
+    #: the checks of the post-contrast T1 (None without one)
+    post_contrast_check: PostContrastCheckInfo | None = None
 
     @classmethod
     def from_dict(cls, d: "EnhancementSection | Mapping[str, Any]") -> "EnhancementSection":
@@ -337,7 +356,9 @@ class EnhancementSection(Section):
             d, rules=dict(d.get("rules") or {}),
             reference_t1=None if ref is None else ReferenceT1.from_dict(ref),
             enhancing_foci_outside_lesions=None if foci is None else [EnhancingFocusRow.from_dict(f) for f in foci],
-            dissemination_in_time=SingleVisitDit.from_dict(dit or {}))
+            dissemination_in_time=SingleVisitDit.from_dict(dit or {}),
+            post_contrast_check=None if d.get("post_contrast_check") is None
+            else PostContrastCheckInfo.from_dict(d["post_contrast_check"]))
 
 
 #: the labels of the tissue map (tissue_dseg.nii.gz), as report.json gives them

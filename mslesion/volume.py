@@ -45,6 +45,8 @@ class VolumeMeta(TypedDict, total=False):
     to_mni: np.ndarray
     #: images moved onto the FLAIR: their rigid world transform (4x4)
     to_flair: np.ndarray
+    #: images moved onto the FLAIR: their head centre minus the FLAIR's before registration (world mm)
+    world_offset_mm: list[float]
     #: images resampled by :func:`mslesion.preprocess.registration.resample_moving`: the fixed image's path
     registered_to: str
     n4_corrected: bool

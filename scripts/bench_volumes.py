@@ -26,6 +26,7 @@ import pickle
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ from mslesion.preprocess.resample import resample_like  # noqa: E402
 from mslesion.report import VolumeChange  # noqa: E402
 from mslesion.volume import Volume  # noqa: E402
 from mslesion.volumes import assess_volumes  # noqa: E402
-from mslesion.volumes.stage import tissue_posteriors  # noqa: E402
+from mslesion.volumes.stage import DEFAULT_MODEL, TissueModel, tissue_posteriors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "brain_ms"
@@ -193,10 +194,10 @@ def prepared(case: str, flair_only: bool, keep: bool):
     return pickled(cache_dir(case, flair_only) / "prepared.pkl", make) if keep else make()
 
 
-def run_case(case: str, flair_only: bool, keep: bool = False) -> tuple:
+def run_case(case: str, flair_only: bool, keep: bool = False, model: TissueModel = DEFAULT_MODEL) -> tuple:
     pre, mask, source, ml, t_pre = prepared(case, flair_only, keep)
     t0 = time.perf_counter()
-    res = assess_volumes(pre, mask, ml)
+    res = assess_volumes(pre, mask, ml, model=model)
     t_vol = time.perf_counter() - t0
     row = {"case": case, "inputs": "+".join(res.inputs), "lesions": source, "preprocess_s": round(t_pre, 1),
            "volumes_s": round(t_vol, 2), **{k: v for k, v in res.to_dict().items()
@@ -209,8 +210,8 @@ def run_case(case: str, flair_only: bool, keep: bool = False) -> tuple:
     return row, pre, res, mask
 
 
-def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0, donor_min_csf: float | None = None
-            ) -> list[dict]:
+def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0, donor_min_csf: float | None = None,
+            model: TissueModel = DEFAULT_MODEL) -> list[dict]:
     """Replace parenchyma at the brain's outer/ventricular surface by CSF in known amounts; re-measure.
 
     Donor intensities come from voxels labelled CSF; ``donor_min_csf``: only from voxels whose CSF
@@ -222,7 +223,7 @@ def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0, donor_m
     vox_ml = pre.flair.voxel_volume_ml
     rng = np.random.default_rng(seed)
     csf_idx = np.flatnonzero(csf)
-    before = tissue_posteriors(pre, mask)
+    before = tissue_posteriors(pre, mask, model=model)
     brain_frac = before.post[..., 1] + before.post[..., 2]
     if donor_min_csf is not None:
         csf_idx = np.flatnonzero(csf & (before.post[..., 0] >= donor_min_csf))
@@ -251,10 +252,8 @@ def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0, donor_m
             data = img.data.copy()
             data[removed] = img.data.flat[donors]
             images[name] = img.with_data(data)
-        from dataclasses import replace
-
         pre2 = replace(pre, images=images)
-        res2 = assess_volumes(pre2, mask, res.lesion_ml)
+        res2 = assess_volumes(pre2, mask, res.lesion_ml, model=model)
         voxels_ml = float(removed.sum()) * vox_ml
         # the tissue that was there: each removed voxel's brain fraction before (edge voxels are partly CSF)
         known = float(brain_frac[removed].sum(dtype=np.float64)) * vox_ml
@@ -267,7 +266,8 @@ def atrophy(pre, res, mask, fractions=(0.01, 0.02, 0.05), seed: int = 0, donor_m
     return out
 
 
-def shared_mask_consistency(pair=("patient12_study1", "patient12_study2"), keep: bool = False) -> VolumeChange:
+def shared_mask_consistency(pair=("patient12_study1", "patient12_study2"), keep: bool = False,
+                            model: TissueModel = DEFAULT_MODEL) -> VolumeChange:
     """As ``mslesion compare`` measures it: one brain mask (the first scan's, moved by the rigid
     registration) for both scans, lesions from the default model on each, volumes by the library's
     :func:`compare_volumes`; returns its ``volume_change`` (both BPFs). ``keep``: the preprocessed
@@ -305,7 +305,7 @@ def shared_mask_consistency(pair=("patient12_study1", "patient12_study2"), keep:
 
     folder = CACHE / ("_".join(pair) + "_shared")
     pre0, les0, pre1, les1 = pickled(folder / "prepared.pkl", make) if keep else make()
-    return compare_volumes(pre0, les0, pre1, les1, 0.5)
+    return compare_volumes(pre0, les0, pre1, les1, 0.5, model=model)
 
 
 def main() -> int:
@@ -323,17 +323,21 @@ def main() -> int:
     ap.add_argument("--keep-prepared", action="store_true",
                     help="cache each case's preprocessing and lesions in .devdata/volumes_bench/<case>/prepared.pkl "
                          "and reuse them: a change of the tissue model then re-runs in seconds")
+    ap.add_argument("--prior-power", type=float, default=DEFAULT_MODEL.prior_power,
+                    help="the tissue model's prior power (TissueModel.prior_power; default: the library's)")
     args = ap.parse_args()
+    model = replace(DEFAULT_MODEL, prior_power=args.prior_power)
+    print(f"tissue model: {model}")
     rows = []
     for case in [c for c in args.cases.split(",") if c]:
         hit = cached(case, args.flair_only) if args.reuse else None
         if hit is not None:
             row, labels = hit
         else:
-            row, pre, res, mask = run_case(case, args.flair_only, args.keep_prepared)
+            row, pre, res, mask = run_case(case, args.flair_only, args.keep_prepared, model)
             labels = res.labels
             if case == args.atrophy:
-                row["atrophy"] = atrophy(pre, res, mask, donor_min_csf=args.atrophy_donor_min_csf)
+                row["atrophy"] = atrophy(pre, res, mask, donor_min_csf=args.atrophy_donor_min_csf, model=model)
                 row["atrophy_donor_min_csf"] = args.atrophy_donor_min_csf
                 (cache_dir(case, args.flair_only) / "row.json").write_text(json.dumps(row))
         compare_with_samseg(case, row, labels)
@@ -352,7 +356,7 @@ def main() -> int:
         print(f"\npatient12 BPF study1 {a['bpf']:.4f} study2 {b['bpf']:.4f}: difference {100 * (b['bpf'] - a['bpf']):+.2f} % "
               f"(absolute; target < 1 %); ICV {a['icv_ml']:.0f} vs {b['icv_ml']:.0f} ml")
     if args.shared_mask:
-        vc = shared_mask_consistency(keep=args.keep_prepared)
+        vc = shared_mask_consistency(keep=args.keep_prepared, model=model)
         print(f"patient12, one brain mask for both visits (as `compare`): BPF {vc.baseline['bpf']:.4f} -> "
               f"{vc.followup['bpf']:.4f}, difference {100 * vc.bpf_change:+.2f} % (absolute; target < 1 %); "
               f"brain {vc.brain_pct_change:+.2f} %")

@@ -215,3 +215,61 @@ def test_scattered_noise_voxels_in_a_large_lesion_do_not_make_it_enhancing():
     cluster = sub.copy()
     cluster[38:40, 40:45, 40] = 4.0
     assert enhancing(cluster)
+
+
+def _check(ph, post):
+    from mslesion.enhancement_checks import check_post_contrast
+
+    rules = enh.EnhancementRules()
+    refs = enh.reference_masks(ph["flair"], ph["t1"], ph["brain"], ph["lesions"])
+    ref = ph["brain"] & ~ph["lesions"]
+    sub = enh.subtraction_z(ph["t1"], post, ref)
+    normal = enh.normal_enhancement(ph["brain"], refs.csf, (1.0, 1.0, 1.0), rules)
+    return check_post_contrast(ph["t1"], post, sub, ref, normal, ph["brain"], rules)
+
+
+def _with_sinus_and_veins(ph, post):
+    """Normal enhancement as on every real post-contrast scan: the upper brain surface (sinus, cortical veins)."""
+    from scipy import ndimage
+
+    depth = ndimage.distance_transform_edt(ph["brain"])
+    out = post.copy()
+    out[ph["brain"] & (depth <= 3) & (np.indices(SHAPE)[2] > 40)] += 1.0
+    return out
+
+
+def test_post_contrast_check_accepts_a_post_scan_and_refuses_a_pre_scan_or_another_subject(phantom):
+    """Issue 17's bad input: a pre-contrast T1 given as post (no normal enhancement) or another subject's
+    post-contrast T1 (anatomy does not match) are refused with the reason, never read as "no enhancement"."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    # anatomy: smooth tissue variation that both scans of one head share (the phantom's brain is flat + noise)
+    anatomy = ndimage.gaussian_filter(rng.normal(size=SHAPE), 4).astype(np.float32)
+    anatomy *= 0.2 / anatomy[phantom["brain"]].std()
+    phantom = {**phantom, "t1": phantom["t1"] + anatomy}
+    good = _with_sinus_and_veins(phantom, phantom["post"] + 1.1 * anatomy)
+    ok = _check(phantom, good)
+    assert ok.usable, ok.problems
+    assert ok.rank_correlation > 0.6 and ok.normal_enhancement_fraction > 0.005
+
+    pre_as_post = 1.1 * phantom["t1"] + 0.2 + rng.normal(0, 0.05, SHAPE).astype(np.float32)
+    pre = _check(phantom, pre_as_post)
+    assert not pre.usable and len(pre.problems) == 1 and "pre-contrast scan" in pre.problems[0]
+
+    foreign = np.roll(good, (9, -7, 5), axis=(0, 1, 2))   # the right kind of scan, of another head
+    other = _check(phantom, foreign)
+    assert not other.usable and any("anatomy" in p for p in other.problems), other.problems
+
+
+def test_rank_correlation_is_spearman():
+    from scipy.stats import spearmanr
+
+    from mslesion.enhancement_checks import rank_correlation
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(20, 20, 20))
+    b = np.exp(a) + rng.normal(0, 0.5, a.shape)
+    where = rng.random(a.shape) > 0.3
+    assert rank_correlation(a, b, where) == pytest.approx(spearmanr(a[where], b[where]).correlation, abs=1e-9)
+    assert np.isnan(rank_correlation(a, b, np.zeros_like(where)))

@@ -134,6 +134,11 @@ def test_analyze_with_post_contrast_t1_reports_enhancement_and_dit(tmp_path):
     zooms = ph.t1.zooms
     mm = np.sqrt(sum(((grid[i] - c) * z) ** 2 for i, (c, z) in enumerate(zip((32, 40, 24), zooms))))
     post = ph.t1.data * 1.05 + 0.02 * ph.t1.data.max() + np.where(mm <= 4.5, 0.5 * ph.t1.data.max(), 0.0)
+    # normal enhancement, as on every real post-contrast scan: the upper meninges (the phantom's "skull" shell,
+    # which its brain mask takes in) enhance; without it the scan would be refused as pre-contrast
+    centre, radii = (np.asarray(ph.t1.shape) - 1) / 2, np.asarray(ph.t1.shape) * 0.38
+    rr = np.sqrt(sum(((grid[i] - centre[i]) / radii[i]) ** 2 for i in range(3)))
+    post = post + np.where((rr > 1.08) & (rr <= 1.22) & (grid[2] > 28), 0.5 * ph.t1.data.max(), 0.0)
     paths = {"flair": save(ph.flair, tmp_path / "f.nii.gz"), "t1": save(ph.t1, tmp_path / "t1.nii.gz"),
              "t1post": save(post.astype(np.float32), tmp_path / "t1post.nii.gz", ph.t1.affine)}
     opts = AnalyzeOptions(model="baseline")
@@ -163,10 +168,18 @@ def test_analyze_with_post_contrast_t1_reports_enhancement_and_dit(tmp_path):
     assert emap.shape == ph.flair.shape and np.allclose(emap.affine, ph.flair.affine)
     hit = np.argwhere(np.asarray(emap.dataobj) == 1)
     assert len(hit) and np.linalg.norm(hit.mean(0) - (32, 40, 24)) < 3
+    assert enh["post_contrast_check"]["usable"] is True
     # the same subject without the post-contrast scan: DIT from this scan is not assessed, never "no"
     res2 = Analyzer(opts).run({"flair": paths["flair"], "t1": paths["t1"]})
     dit = res2.report["enhancement"]["dissemination_in_time"]
     assert dit["assessed"] is False and dit["met"] is None and "not assessed" in dit["statement"]
+    # the pre-contrast T1 given as post-contrast by mistake: refused, with the reason, never "no enhancement"
+    res3 = Analyzer(opts).run({**paths, "t1post": paths["t1"]})
+    enh3 = res3.report["enhancement"]
+    assert enh3["enhancement_assessed"] is False and enh3["post_contrast_check"]["usable"] is False
+    assert "enhancing_lesions" not in enh3 and enh3["dissemination_in_time"]["met"] is None
+    assert "pre-contrast scan" in enh3["dissemination_in_time"]["reason"]
+    assert all(les.extra["enhancing"] == "" for les in res3.lesions)
 
 
 def test_post_contrast_t1_without_pre_contrast_t1_is_refused(tmp_path, capsys):

@@ -90,6 +90,25 @@ def test_rigid_registration_recovers_known_transform() -> None:
     assert surface_error_mm(est, truth, pts) < 2.5  # smooth phantom; real data: see the realdata test (< 1 mm)
 
 
+def test_contrast_far_off_in_world_space_is_registered_from_the_head_centres() -> None:
+    """A T1 whose header puts the head 90 mm from the FLAIR's (another place in world space) is aligned by
+    starting from the head centres; the offset is kept in the image's meta for the report."""
+    from mslesion.preprocess.registration import centre_start
+
+    assert centre_start(np.zeros(3), np.array([3.0, -4.0, 0.0]))[0] is None    # a few cm: world coordinates
+    init, offset = centre_start(np.zeros(3), np.array([0.0, 80.0, -40.0]))
+    assert offset == [0.0, 80.0, -40.0] and np.allclose(init[:3, 3], offset)
+    ph = make_phantom(lesions=((32, 40, 24, 3.0),))
+    aff = ph.t1.affine.copy()
+    aff[:3, 3] += (0.0, 80.0, -40.0)
+    pre = preprocess({"flair": ph.flair, "t1": Volume(ph.t1.data, aff)})
+    t1 = pre.images["t1"]
+    assert np.allclose(t1.meta["world_offset_mm"], (0.0, 80.0, -40.0), atol=2.0)
+    # the phantom's T1 sits exactly where its FLAIR does before the header shift: the right transform is that shift
+    assert np.allclose(t1.meta["to_flair"][:3, :3], np.eye(3), atol=0.02)
+    assert np.allclose(t1.meta["to_flair"][:3, 3], (0.0, 80.0, -40.0), atol=1.5)
+
+
 def test_resample_moving_convention() -> None:
     """transform maps fixed points to moving points: a pure shift moves content the other way."""
     data = np.zeros((20, 20, 20), np.float32)

@@ -14,7 +14,7 @@ from .bias import n4_correct
 from .brain import brain_ml_plausible, check_brain_plausible, extract_brain, foreground_mask
 from .normalize import robust_zscore
 from .qc import save_step
-from .registration import register_rigid, resample_moving
+from .registration import centre_start, register_rigid, resample_moving, world_centre
 from .resample import isotropic_grid, reorient_canonical, resample_like, resample_to_grid
 
 log = logging.getLogger(__name__)
@@ -104,12 +104,18 @@ def preprocess(inputs: dict[str, Volume], options: PreprocessOptions | None = No
         if name == "flair":
             continue
         moving = reorient_canonical(vol)
+        extra = VolumeMeta()
         if options.coregister:
-            transform = register_rigid(flair, moving, fixed_mask=reg_mask)
+            start, offset = centre_start(world_centre(flair, head), world_centre(moving, foreground_mask(moving.data)))
+            extra["world_offset_mm"] = offset
+            if start is not None:
+                log.warning("%s: its head lies %.0f mm from the FLAIR's in world space; registering from the head "
+                            "centres", vol.path, float(np.linalg.norm(offset)))
+            transform = register_rigid(flair, moving, fixed_mask=reg_mask, init=start)
         else:
             transform = np.eye(4)
         moved = resample_moving(moving, flair, transform, order=1)
-        moved = Volume(moved.data, moved.affine, vol.path, {**moved.meta, "to_flair": transform})
+        moved = Volume(moved.data, moved.affine, vol.path, {**moved.meta, "to_flair": transform, **extra})
         clock.lap(f"register_{name}")
         if options.bias_correction:
             moved = n4_correct(moved, reg_mask if reg_mask is not None else foreground_mask(moved.data))

@@ -89,6 +89,30 @@ def register_rigid(fixed: Volume, moving: Volume, fixed_mask: np.ndarray | None 
     return transform_to_ras_matrix(tx)
 
 
+#: a contrast whose head centre lies farther than this (mm) from the FLAIR's in world space is not taken as
+#: roughly aligned: its registration starts from the head centres instead of the scanner's world coordinates
+#: (a different field of view, e.g. with the neck, moves the centre by up to a few cm)
+WORLD_OFFSET_NOTE_MM = 50.0
+
+
+def world_centre(vol: Volume, mask: np.ndarray) -> np.ndarray:
+    """World (RAS mm) centroid of ``mask`` on ``vol``'s grid."""
+    ijk = np.array(np.nonzero(mask), dtype=np.float64)
+    return vol.affine[:3, :3] @ ijk.mean(axis=1) + vol.affine[:3, 3]
+
+
+def centre_start(fixed_centre: np.ndarray, moving_centre: np.ndarray) -> tuple[np.ndarray | None, list[float]]:
+    """The registration start of :func:`register_rigid` (``init``) for two head centres, and their offset (mm):
+    None (the world coordinates) unless the offset exceeds :data:`WORLD_OFFSET_NOTE_MM`, else the translation
+    that puts the centres together."""
+    offset = np.asarray(moving_centre, float) - np.asarray(fixed_centre, float)
+    if float(np.linalg.norm(offset)) <= WORLD_OFFSET_NOTE_MM:
+        return None, [round(float(v), 1) for v in offset]
+    init = np.eye(4)
+    init[:3, 3] = offset
+    return init, [round(float(v), 1) for v in offset]
+
+
 def resample_moving(moving: Volume, fixed: Volume, transform: np.ndarray, order: int = 1) -> Volume:
     """``moving`` resampled onto ``fixed``'s grid through ``transform`` (fixed -> moving, RAS mm).
 

@@ -12,7 +12,7 @@ import numpy as np
 from ..atomic import write_text
 from ..io import save_volume
 from ..report import Report, VolumeChange, VolumesSection, as_report
-from .stage import TissueVolumes, _num
+from .stage import TissueModel, TissueVolumes, _num
 
 #: files written beside report.json (and their BIDS suffixes in a batch's anat/ folder)
 OUTPUT_FILES = ("volumes.csv", "tissue_dseg.nii.gz", "tissue_dseg.tsv")
@@ -71,11 +71,13 @@ def volume_change(baseline: TissueVolumes, followup: TissueVolumes) -> VolumeCha
     )
 
 
-def compare_volumes(pre0, prob0, pre1, prob1, threshold: float) -> VolumeChange:
+def compare_volumes(pre0, prob0, pre1, prob1, threshold: float, model: TissueModel | None = None) -> VolumeChange:
     """Volumes of two preprocessed scans (lesions: probability >= ``threshold`` on each working grid) and
-    their change (:func:`volume_change`); for ``mslesion compare``."""
-    from .stage import assess_volumes_jointly
+    their change (:func:`volume_change`); for ``mslesion compare``. ``model``: the tissue model (None: the
+    default)."""
+    from .stage import DEFAULT_MODEL, assess_volumes_jointly
 
     v0, v1 = assess_volumes_jointly([pre0, pre1], [prob0.with_data(prob0.data >= threshold),
-                                                   prob1.with_data(prob1.data >= threshold)])
+                                                   prob1.with_data(prob1.data >= threshold)],
+                                    model=model or DEFAULT_MODEL)
     return volume_change(v0, v1)
