@@ -430,8 +430,9 @@ def dissemination_in_time(evidence: list[LesionEvidence], assessed: bool,
     ``reason``: why it was not assessed (only where ``assessed`` is False).
     """
     if not assessed:
+        reason = reason or "no post-contrast T1 given"
         return SingleVisitDit(assessed=False, met=None, reason=reason,
-                              statement="single-visit dissemination in time not assessed (no post-contrast T1 given)")
+                              statement=f"single-visit dissemination in time not assessed: {reason}")
     n_enh = sum(e.enhancing for e in evidence)
     n_non = sum(not e.enhancing for e in evidence)
     met = n_enh > 0 and n_non > 0

@@ -196,6 +196,7 @@ class Analyzer:
         report = build_report(vols, seg, threshold, lesions, location, timings, opts)
         report.brain_mask = brain_mask_summary(pre.brain_mask)
         report.enhancement = enhancement
+        report.state_dissemination()
         report.volumes = volumes.section()
         if spine_results:
             report.add_spine(spine_results, opts.location)

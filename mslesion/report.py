@@ -361,6 +361,45 @@ class EnhancementSection(Section):
             else PostContrastCheckInfo.from_dict(d["post_contrast_check"]))
 
 
+@dataclass
+class MriDissemination(Section):
+    """McDonald 2017 dissemination in space AND in time from this MRI (report.json ``mri_dissemination``).
+
+    ``met`` is True when both are shown, False when either is not met, None when DIS is met and DIT was not
+    assessed (no usable post-contrast T1) or DIS was not assessed. An MRI research measure, not a diagnosis.
+    """
+
+    met: bool | None = None
+    dissemination_in_space: bool | None = None
+    dissemination_in_time: bool | None = None
+    statement: str = ""
+
+    @classmethod
+    def of(cls, dis: DisVerdict | None, dit: SingleVisitDit | None) -> "MriDissemination":
+        """The combined statement of a DIS verdict and a single-visit DIT (either may be missing)."""
+        space = None if dis is None else bool(dis.met)
+        in_time = None if dit is None or not dit.assessed else bool(dit.met)
+        met = False if False in (space, in_time) else (True if (space, in_time) == (True, True) else None)
+        parts = ["dissemination in space " + {True: f"met ({', '.join(dis.areas_involved)})" if dis else "met",
+                                              False: "not met", None: "not assessed"}[space]]
+        if in_time is None:
+            why = dit.reason if dit is not None and dit.reason else "no post-contrast T1 given"
+            parts.append(f"dissemination in time not assessed from this scan ({why})")
+        else:
+            parts.append("dissemination in time " + ("shown (enhancing and non-enhancing lesions at once)" if in_time
+                                                     else "not shown on this scan"))
+        if met is not True and space is True:
+            parts.append("a follow-up scan (mslesion compare) or a post-contrast T1 can show dissemination in time")
+        head = {True: "MRI shows dissemination in space and in time (McDonald 2017)",
+                False: "MRI does not show dissemination in space and in time (McDonald 2017)",
+                None: "MRI dissemination in space and in time not fully assessed (McDonald 2017)"}[met]
+        return cls(met, space, in_time, f"{head}: " + "; ".join(parts) + ". An MRI research measure, not a diagnosis.")
+
+    @classmethod
+    def from_dict(cls, d: "MriDissemination | Mapping[str, Any]") -> "MriDissemination":
+        return d if isinstance(d, MriDissemination) else cls._from_fields(d)
+
+
 #: the labels of the tissue map (tissue_dseg.nii.gz), as report.json gives them
 TISSUE_LABELS = {"0": "outside ICV", "1": "CSF", "2": "GM", "3": "WM", "4": "lesion"}
 
@@ -428,10 +467,11 @@ class Report(Section):
     sections written after the others, in the order they were added.
     """
 
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("brain_mask", "enhancement", "spine", "lesion_mask_input", "volumes",
-                                           "batch")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("brain_mask", "enhancement", "mri_dissemination", "spine",
+                                           "lesion_mask_input", "volumes", "batch")
     READERS: ClassVar[Mapping[str, Callable[[Mapping[str, Any]], Any]]] = {
-        "enhancement": EnhancementSection.from_dict, "volumes": VolumesSection.from_dict}
+        "enhancement": EnhancementSection.from_dict, "volumes": VolumesSection.from_dict,
+        "mri_dissemination": MriDissemination.from_dict}
 
     lesion_count: int | None
     total_volume_ml: float | None
@@ -444,6 +484,8 @@ class Report(Section):
     mslesion_version: str | None
     brain_mask: BrainMaskInfo | None = None
     enhancement: EnhancementSection | None = None
+    #: DIS and single-visit DIT together (:meth:`state_dissemination`; where enhancement was looked at)
+    mri_dissemination: MriDissemination | None = None
     spine: list[SpineSummary] | None = None
     lesion_mask_input: LesionMaskInput | None = None
     #: brain volumes (before ``batch``: the batch runner adds ``batch`` last)
@@ -472,6 +514,13 @@ class Report(Section):
         self.spine = [SpineSummary(image=str(res.report.image.get("path")), lesion_count=len(res.lesions),
                                    lesions=list(res.lesions), out_dir=None if res.out_dir is None else str(res.out_dir))
                       for res in spine_results]
+        if self.mri_dissemination is not None:
+            self.state_dissemination()
+
+    def state_dissemination(self) -> None:
+        """Set ``mri_dissemination`` from the DIS verdict and the enhancement section's single-visit DIT."""
+        dit = None if self.enhancement is None else self.enhancement.dissemination_in_time
+        self.mri_dissemination = MriDissemination.of(self.mcdonald_dis, dit)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Report":
@@ -492,6 +541,8 @@ class Report(Section):
             mslesion_version=d.get("mslesion_version"),
             brain_mask=BrainMaskInfo(brain.get("method"), brain.get("volume_ml")) if brain else None,
             enhancement=None if d.get("enhancement") is None else EnhancementSection.from_dict(d["enhancement"]),
+            mri_dissemination=None if d.get("mri_dissemination") is None
+            else MriDissemination.from_dict(d["mri_dissemination"]),
             spine=None if spine is None else [SpineSummary(s.get("image", ""), s.get("lesion_count", 0),
                                                            list(s.get("lesions") or []), s.get("out_dir"))
                                               for s in spine],

@@ -293,6 +293,9 @@ def test_cohort_row_states_single_visit_dit():
         (2, 1, 1, "met")
     missing = cohort_row({"enhancement": {"dissemination_in_time": {"assessed": False, "met": None}}})
     assert missing["dit_single_visit"] == "not assessed" and missing["enhancing_lesions"] == ""
+    both = cohort_row({**assessed, "mri_dissemination": {"met": True, "statement": "x"}})
+    assert both["dis_and_dit_mri"] == "met" and row["dis_and_dit_mri"] == ""
+    assert cohort_row({"mri_dissemination": {"met": None}})["dis_and_dit_mri"] == "not assessed"
 
 
 def test_enhancement_map_lands_in_anat_as_a_bids_dseg(tmp_path):

@@ -273,3 +273,29 @@ def test_rank_correlation_is_spearman():
     where = rng.random(a.shape) > 0.3
     assert rank_correlation(a, b, where) == pytest.approx(spearmanr(a[where], b[where]).correlation, abs=1e-9)
     assert np.isnan(rank_correlation(a, b, np.zeros_like(where)))
+
+
+@pytest.mark.parametrize("dis_met, dit, met", [
+    (True, {"assessed": True, "met": True}, True),
+    (True, {"assessed": True, "met": False}, False),
+    (False, {"assessed": True, "met": True}, False),
+    (True, {"assessed": False, "met": None, "reason": "no post-contrast T1 given (--t1post)"}, None),
+    (False, {"assessed": False, "met": None}, False),
+    (None, {"assessed": True, "met": True}, None),
+])
+def test_mri_dissemination_combines_space_and_time_and_never_says_no_for_what_was_not_assessed(dis_met, dit, met):
+    from mslesion.report import DisVerdict, MriDissemination, SingleVisitDit
+
+    dis = None if dis_met is None else DisVerdict(met=dis_met, areas_involved=["periventricular", "infratentorial"]
+                                                  if dis_met else ["periventricular"])
+    out = MriDissemination.of(dis, SingleVisitDit.from_dict(dit))
+    assert out.met is met
+    assert out.dissemination_in_space is dis_met
+    assert "not a diagnosis" in out.statement
+    if dit["assessed"] is False:
+        assert out.dissemination_in_time is None and "dissemination in time not assessed" in out.statement
+        assert "not shown" not in out.statement
+    if dis_met and met is not True:
+        assert "mslesion compare" in out.statement
+    if met is True:
+        assert out.statement.startswith("MRI shows dissemination in space and in time")

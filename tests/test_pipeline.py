@@ -169,6 +169,9 @@ def test_analyze_with_post_contrast_t1_reports_enhancement_and_dit(tmp_path):
     hit = np.argwhere(np.asarray(emap.dataobj) == 1)
     assert len(hit) and np.linalg.norm(hit.mean(0) - (32, 40, 24)) < 3
     assert enh["post_contrast_check"]["usable"] is True
+    combined = res.report["mri_dissemination"]
+    assert combined["dissemination_in_time"] is True and combined["dissemination_in_space"] == res.report[
+        "mcdonald_dis"]["met"] and "Dissemination in space and time from this MRI" in page
     # the same subject without the post-contrast scan: DIT from this scan is not assessed, never "no"
     res2 = Analyzer(opts).run({"flair": paths["flair"], "t1": paths["t1"]})
     dit = res2.report["enhancement"]["dissemination_in_time"]
@@ -180,6 +183,7 @@ def test_analyze_with_post_contrast_t1_reports_enhancement_and_dit(tmp_path):
     assert "enhancing_lesions" not in enh3 and enh3["dissemination_in_time"]["met"] is None
     assert "pre-contrast scan" in enh3["dissemination_in_time"]["reason"]
     assert all(les.extra["enhancing"] == "" for les in res3.lesions)
+    assert res3.report["mri_dissemination"]["dissemination_in_time"] is None
 
 
 def test_post_contrast_t1_without_pre_contrast_t1_is_refused(tmp_path, capsys):

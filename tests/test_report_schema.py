@@ -64,6 +64,9 @@ ENHANCEMENT_NO_T1 = ["enhancement", "enhancement.rules", "enhancement.t1_hypoint
                      "enhancement.dissemination_in_time.assessed", "enhancement.dissemination_in_time.met",
                      "enhancement.dissemination_in_time.statement", "enhancement.dissemination_in_time.reason"]
 
+MRI_DISSEMINATION = ["mri_dissemination", "mri_dissemination.met", "mri_dissemination.dissemination_in_space",
+                     "mri_dissemination.dissemination_in_time", "mri_dissemination.statement"]
+
 VOLUMES = ["volumes", "volumes.icv_ml", "volumes.brain_ml", "volumes.gm_ml", "volumes.wm_ml", "volumes.csf_ml",
            "volumes.lesion_ml", "volumes.bpf", "volumes.lesion_pct_icv", "volumes.method", "volumes.inputs",
            "volumes.icv_source", "volumes.priors", "volumes.caveats", "volumes.seconds", "volumes.labels",
@@ -79,7 +82,7 @@ DEMO = (["lesion_count", "total_volume_ml", "regions", *_regions(*REGIONS, "spin
          "enhancement.reference_t1", "enhancement.reference_t1.nawm", "enhancement.reference_t1.csf",
          "enhancement.dissemination_in_time", "enhancement.dissemination_in_time.assessed",
          "enhancement.dissemination_in_time.met", "enhancement.dissemination_in_time.statement",
-         "enhancement.dissemination_in_time.reason", *VOLUMES])
+         "enhancement.dissemination_in_time.reason", *MRI_DISSEMINATION, *VOLUMES])
 
 # the keys every brain report starts with (analyze, analyze --spine, report --lesions)
 BRAIN_HEAD = [
@@ -109,7 +112,7 @@ PINNED: dict[str, list[str]] = {
         "enhancement.t1_hypointensity_assessed", "enhancement.enhancement_assessed",
         "enhancement.dissemination_in_time", "enhancement.dissemination_in_time.assessed",
         "enhancement.dissemination_in_time.met", "enhancement.dissemination_in_time.statement",
-        "enhancement.dissemination_in_time.reason", "spine", "spine[].image", "spine[].lesion_count",
+        "enhancement.dissemination_in_time.reason", *MRI_DISSEMINATION, "spine", "spine[].image", "spine[].lesion_count",
         "spine[].lesions", "spine[].lesions[].id", "spine[].lesions[].volume_mm3", "spine[].lesions[].length_mm",
         "spine[].lesions[].max_axial_extent_mm", "spine[].lesions[].levels", "spine[].lesions[].centroid_x",
         "spine[].lesions[].centroid_y", "spine[].lesions[].centroid_z", "spine[].lesions[].region",

@@ -38,7 +38,9 @@ def cohort_row(report: Report | Mapping[str, Any], report_path: Path | None = No
     dit = enh.dissemination_in_time
     row.update(enhancing_lesions=enh.get("enhancing_lesions", ""), black_holes=enh.get("black_holes", ""),
                enhancing_foci=len(enh.enhancing_foci_outside_lesions or []) if enh.enhancement_assessed else "",
-               dit_single_visit="not assessed" if not dit.assessed else ("met" if dit.met else "not met"))
+               dit_single_visit="not assessed" if not dit.assessed else ("met" if dit.met else "not met"),
+               dis_and_dit_mri="" if rep.mri_dissemination is None else
+               {True: "met", False: "not met", None: "not assessed"}[rep.mri_dissemination.met])
     row.update(volume_columns(rep))
     row.update(model_id=rep.model.id, model_kind=rep.model.kind, seconds=batch.get("seconds"),
                finished_utc=batch.get("finished_utc"), report=str(report_path) if report_path else "")

@@ -191,6 +191,12 @@ def enhancement_section(report: Report) -> str:
         ("Single-visit dissemination in time", "enhancement.dissemination_in_time.statement", dit.get("statement"))]
     if dit.reason:
         rows.append(("Why not assessed", "enhancement.dissemination_in_time.reason", dit.reason))
+    if report.mri_dissemination is not None:
+        rows.append(("Dissemination in space and time from this MRI", "mri_dissemination.statement",
+                     report.mri_dissemination.statement))
+    check = enh.post_contrast_check
+    for note in [] if check is None else check.notes:
+        rows.append(("Post-contrast T1", None, note))
     if enh.enhancement_assessed:
         rows += [("Enhancing lesions", "enhancement.enhancing_lesions", enh.enhancing_lesions),
                  ("Non-enhancing lesions", "enhancement.non_enhancing_lesions", enh.non_enhancing_lesions),
