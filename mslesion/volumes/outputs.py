@@ -66,8 +66,8 @@ def volume_change(baseline: TissueVolumes, followup: TissueVolumes) -> VolumeCha
         method=b.method, caveats=b.caveats
         + ["one brain mask for both scans (the baseline's, moved by the registration), so the ICV is shared, and "
            "one tissue mixture fitted on both scans; on the two visits of one patient (longitudinal patient12) "
-           "the method's BPF differed by 1.3 % (notes/issue-18.md): a BPF change smaller than about 0.015 may be "
-           "the method's own variation"],
+           "this BPF changed by -0.98 % where SAMSEG's changed by -0.81 % (notes/issue-18.md): "
+           "differences of about 0.002 in a BPF change are within what two methods disagree by"],
     )
 
 
