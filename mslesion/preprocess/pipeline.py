@@ -14,7 +14,7 @@ from .bias import n4_correct
 from .brain import brain_ml_plausible, check_brain_plausible, extract_brain, foreground_mask
 from .normalize import robust_zscore
 from .qc import save_step
-from .registration import centre_start, register_rigid, resample_moving, world_centre
+from .registration import centre_start, head_centre, register_rigid, resample_moving
 from .resample import isotropic_grid, reorient_canonical, resample_like, resample_to_grid
 
 log = logging.getLogger(__name__)
@@ -100,17 +100,19 @@ def preprocess(inputs: dict[str, Volume], options: PreprocessOptions | None = No
     images = {"flair": flair.with_data(robust_zscore(flair.data, mask))}
     save_step(save, "flair", images["flair"], mask)
     reg_mask = ndimage.binary_dilation(mask, iterations=3) if mask.any() else None
+    flair_centre = head_centre(flair) if options.coregister and len(inputs) > 1 else None
     for name, vol in inputs.items():
         if name == "flair":
             continue
         moving = reorient_canonical(vol)
         extra = VolumeMeta()
         if options.coregister:
-            start, offset = centre_start(world_centre(flair, head), world_centre(moving, foreground_mask(moving.data)))
-            extra["world_offset_mm"] = offset
+            start, offset = centre_start(flair_centre, head_centre(moving))
+            if offset is not None:
+                extra["world_offset_mm"] = offset
             if start is not None:
                 log.warning("%s: its head lies %.0f mm from the FLAIR's in world space; registering from the head "
-                            "centres", vol.path, float(np.linalg.norm(offset)))
+                            "centres", vol.path, float(np.linalg.norm(offset or 0.0)))
             transform = register_rigid(flair, moving, fixed_mask=reg_mask, init=start)
         else:
             transform = np.eye(4)
