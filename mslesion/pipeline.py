@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from .inputs import CONTRASTS, load_inputs, prepare_out_dir
 from .io import load_volume, save_volume
 from .lesions import Lesion, binarize, find_lesions
 from .location import LocationOptions, LocationResult, locate
+from .location.regions import Anatomy, subject_anatomy
 from .memory import check_memory
 from .preprocess import Preprocessed, PreprocessOptions, preprocess
 from .qc import write_subject_qc
@@ -152,9 +154,11 @@ class Analyzer:
         return prob.with_data(binarize(prob.data, self.threshold_for(seg), min_vox,
                                        opts.min_peak_for(seg) or 0.0).astype(np.uint8))
 
-    def locate(self, labels: np.ndarray, lesions: list[Lesion], pre: Preprocessed) -> LocationResult:
-        """McDonald regions of the lesions and the dissemination-in-space verdict."""
-        return locate(labels, lesions, pre, self.options.location)
+    def locate(self, labels: np.ndarray, lesions: list[Lesion], pre: Preprocessed,
+               anatomy: Callable[[], Anatomy] | None = None) -> LocationResult:
+        """McDonald regions of the lesions and the dissemination-in-space verdict (``anatomy``: an atlas fit
+        already under way, see :meth:`run`)."""
+        return locate(labels, lesions, pre, self.options.location, anatomy)
 
     def run(self, inputs: dict[str, str | Path | None], out_dir: str | Path | None = None,
             spine: Sequence[tuple[str | Path, str]] = ()) -> AnalysisResult:
@@ -178,15 +182,19 @@ class Analyzer:
         with clock.step("preprocess_s"):
             pre = preprocess(vols, pre_opts)
         seg = self.segmenter_for(set(vols))
-        with clock.step("segment_s"):
-            prob_work = self.segment(pre, seg)
-        threshold = self.threshold_for(seg)
-        prob = pre.to_native(prob_work, order=1)
-        prob = prob.with_data(np.clip(prob.data, 0.0, 1.0).astype(np.float32))
-        mask = self.lesion_mask(prob, seg)
-        labels, lesions = find_lesions(mask)
-        with clock.step("location_s"):
-            location = self.locate(labels, lesions, pre)
+        # the atlas registration for lesion location needs only the preprocessed images and runs on one
+        # thread: it goes on beside the segmentation, whose networks rarely keep both cores busy
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mslesion-atlas") as pool:
+            atlas_fit = pool.submit(subject_anatomy, pre, opts.location)
+            with clock.step("segment_s"):
+                prob_work = self.segment(pre, seg)
+            threshold = self.threshold_for(seg)
+            prob = pre.to_native(prob_work, order=1)
+            prob = prob.with_data(np.clip(prob.data, 0.0, 1.0).astype(np.float32))
+            mask = self.lesion_mask(prob, seg)
+            labels, lesions = find_lesions(mask)
+            with clock.step("location_s"):
+                location = self.locate(labels, lesions, pre, atlas_fit.result)
         with clock.step("enhancement_s"):
             enhancement, enhancement_map = assess_enhancement(pre, labels, lesions)
         with clock.step("volumes_s"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -116,7 +117,7 @@ def classify(fractions: dict[str, float], dist_ventricle: float, dist_cortex: fl
     return "deep_white_matter"
 
 
-def subject_anatomy(pre: Preprocessed, options: LocationOptions) -> tuple[atlas.TemplateFit, np.ndarray]:
+def subject_anatomy(pre: Preprocessed, options: LocationOptions) -> "Anatomy":
     """Register the atlas to ``pre`` and return (fit, subject ventricle mask on the working grid)."""
     image = pre.images.get("t1", pre.flair)
     fit = atlas.fit_template(image, pre.brain_mask.data > 0)
@@ -133,12 +134,18 @@ def _min_distance(target: np.ndarray, inner: tuple[slice, ...], own: np.ndarray,
     return float(dist[inner][own].min())
 
 
-def locate(labels: np.ndarray, lesions: list[Lesion], pre: Preprocessed, options: LocationOptions) -> LocationResult:
+Anatomy = tuple[atlas.TemplateFit, np.ndarray]
+
+
+def locate(labels: np.ndarray, lesions: list[Lesion], pre: Preprocessed, options: LocationOptions,
+           anatomy: Callable[[], Anatomy] | None = None) -> LocationResult:
     """Fill region, MNI centroid, structure and long axis of every lesion; summarise regions and DIS.
 
     ``labels`` is the lesion label image on the native FLAIR grid (``pre.native``),
     lesion ``i`` being ``labels == lesions[i].id``.  Steps: long axes (native grid), the
-    subject's anatomy (atlas registration), each lesion's region and structure (working grid).
+    subject's anatomy (atlas registration; ``anatomy``: where it comes from instead of
+    :func:`subject_anatomy`, e.g. a fit started beside the segmentation), each lesion's region
+    and structure (working grid).
     """
     clock = Clock()
     timings = clock.timings
@@ -146,16 +153,16 @@ def locate(labels: np.ndarray, lesions: list[Lesion], pre: Preprocessed, options
     if not lesions:
         return LocationResult(regions=summarise([]), mcdonald_dis=verdict_for([], options), timings=timings)
     try:
-        fit, ventricles = subject_anatomy(pre, options)
+        fit, ventricles = anatomy() if anatomy is not None else subject_anatomy(pre, options)
     except RuntimeError as exc:  # SimpleITK failures: report lesions unlocated rather than fail the analysis
         return _unlocated(lesions, options, exc, timings)
     clock.lap("registration_s")
     classify_lesions(labels, lesions, pre, fit, ventricles, options)
     clock.lap("classify_s")
-    anatomy = fit.labels.with_data(np.where(ventricles, atlas.VENTRICLE,
-                                            np.where(fit.labels.data == atlas.VENTRICLE, atlas.CSF,
-                                                     fit.labels.data)).astype(np.uint8))
-    return LocationResult(summarise(lesions), verdict_for(lesions, options), anatomy, timings)
+    subject_labels = fit.labels.with_data(np.where(ventricles, atlas.VENTRICLE,
+                                                   np.where(fit.labels.data == atlas.VENTRICLE, atlas.CSF,
+                                                            fit.labels.data)).astype(np.uint8))
+    return LocationResult(summarise(lesions), verdict_for(lesions, options), subject_labels, timings)
 
 
 def measure_long_axes(labels: np.ndarray, lesions: list[Lesion], affine: np.ndarray) -> None:
