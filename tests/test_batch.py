@@ -33,7 +33,7 @@ BASELINE = AnalyzeOptions(model="baseline", preprocess=FAST_PRE)
 SHAPE = (40, 40, 30)
 
 
-def _quick_locate(labels, lesions, pre, options) -> LocationResult:
+def _quick_locate(labels, lesions, pre, options, anatomy=None) -> LocationResult:
     for les in lesions:
         les.region = "unclassified"
     return LocationResult(regions={"unclassified": {"count": len(lesions),
@@ -42,7 +42,9 @@ def _quick_locate(labels, lesions, pre, options) -> LocationResult:
 
 @pytest.fixture(autouse=True)
 def quick_location(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process analyses skip the atlas registration of the location step (seconds per subject)."""
+    """In-process analyses skip the atlas registration of the location step (seconds per subject): both the
+    fit that :meth:`Analyzer.run` starts beside the segmentation and the location that would use it."""
+    monkeypatch.setattr(pipeline, "subject_anatomy", lambda pre, options: None)
     monkeypatch.setattr(pipeline, "locate", _quick_locate)
 
 

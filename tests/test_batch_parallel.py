@@ -31,8 +31,10 @@ FULL = AnalyzeOptions(model="baseline")
 def real_location(monkeypatch: pytest.MonkeyPatch) -> None:
     """Undo ``quick_location``: in-process analyses run the real atlas-based lesion location."""
     from mslesion import location, pipeline
+    from mslesion.location.regions import subject_anatomy
 
     monkeypatch.setattr(pipeline, "locate", location.locate)
+    monkeypatch.setattr(pipeline, "subject_anatomy", subject_anatomy)
 
 
 def make_bids(root: Path, n: int, shape=(40, 40, 30)) -> Path:

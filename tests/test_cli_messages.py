@@ -53,7 +53,9 @@ def test_models_lists_contrasts_in_plain_words(tmp_path, capsys):
 
 
 def test_batch_index_is_titled_with_the_dataset_name(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "locate", lambda labels, lesions, pre, options: LocationResult(regions={}))
+    monkeypatch.setattr(pipeline, "subject_anatomy", lambda pre, options: None)
+    monkeypatch.setattr(pipeline, "locate", lambda labels, lesions, pre, options, anatomy=None:
+                        LocationResult(regions={}))
     bids = tmp_path / "derivs-are-elsewhere"
     anat = bids / "sub-01" / "anat"
     anat.mkdir(parents=True)
