@@ -15,36 +15,16 @@ lesions" (or false ones). Two measures, on the working grid, against a-priori le
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from .enhancement import EnhancementRules
+from .report import PostContrastCheckInfo
 
 log = logging.getLogger(__name__)
 
 #: voxels sampled for the rank correlation (a regular subsample of the reference voxels)
 _SAMPLE = 200_000
-
-
-@dataclass
-class PostContrastCheck:
-    """The measures and, where a level is missed, what is wrong (``problems``; empty: usable)."""
-
-    rank_correlation: float
-    normal_enhancement_fraction: float
-    problems: list[str] = field(default_factory=list)
-    #: facts worth stating that do not stop the assessment (e.g. a large world-space offset registered away)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def usable(self) -> bool:
-        return not self.problems
-
-    def as_dict(self) -> dict:
-        return {"usable": self.usable, "rank_correlation": round(self.rank_correlation, 3),
-                "normal_enhancement_fraction": round(self.normal_enhancement_fraction, 5),
-                "problems": list(self.problems), "notes": list(self.notes)}
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
@@ -59,8 +39,9 @@ def rank_correlation(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
 
 
 def check_post_contrast(pre: np.ndarray, post: np.ndarray, sub_z: np.ndarray, reference: np.ndarray,
-                        normal: np.ndarray, brain: np.ndarray, rules: EnhancementRules) -> PostContrastCheck:
-    """Measure and judge a post-contrast T1 (``post``) against the pre-contrast one (``pre``).
+                        normal: np.ndarray, brain: np.ndarray, rules: EnhancementRules) -> PostContrastCheckInfo:
+    """Measure and judge a post-contrast T1 (``post``) against the pre-contrast one (``pre``): the report's
+    ``enhancement.post_contrast_check`` (``usable`` false where a level is missed, ``problems`` saying which).
 
     ``sub_z``: :func:`~mslesion.enhancement.subtraction_z`; ``reference``: the brain without lesions;
     ``normal``: :func:`~mslesion.enhancement.normal_enhancement`.
@@ -78,7 +59,7 @@ def check_post_contrast(pre: np.ndarray, post: np.ndarray, sub_z: np.ndarray, re
             f"no normal enhancement (vessels, sinuses, choroid plexus) on the post-contrast T1: {100 * frac:.2f} % of "
             f"the brain surface and CSF border at z >= {rules.z_voxel} (< {100 * rules.post_min_normal_enhancement:g} "
             "%): is it a pre-contrast scan?")
-    check = PostContrastCheck(rho, frac, problems)
     for p in problems:
         log.warning("post-contrast T1 not used: %s", p)
-    return check
+    return PostContrastCheckInfo(usable=not problems, rank_correlation=round(rho, 3),
+                                 normal_enhancement_fraction=round(frac, 5), problems=problems)

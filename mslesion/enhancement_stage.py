@@ -16,7 +16,7 @@ from .lesions import Lesion
 from .preprocess import Preprocessed
 from .preprocess.registration import WORLD_OFFSET_NOTE_MM
 from .preprocess.resample import resample_like
-from .report import EnhancementSection, EnhancingFocusRow, PostContrastCheckInfo, ReferenceT1
+from .report import EnhancementSection, EnhancingFocusRow, ReferenceT1
 from .volume import Volume, bounding_box
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def assess_subject(pre: Preprocessed, labels: np.ndarray, lesions: list[Lesion],
         normal = enh.normal_enhancement(brain, refs.csf, zooms, rules)
         check = check_post_contrast(t1, post, sub, brain & (work == 0), normal, brain, rules)
         check.notes.extend(_world_offset_notes(pre))
-        section.post_contrast_check = PostContrastCheckInfo.from_dict(check.as_dict())
+        section.post_contrast_check = check
         if not check.usable:  # enhancement not assessed: never a "no" from an unusable scan
             has_post, sub, normal = False, None, None
             section.enhancement_assessed = False
