@@ -99,8 +99,8 @@ def package(argv: list[str]) -> int:
 
 
 def combine(argv: list[str]) -> int:
-    """``scripts/train.py combine DEST_FOLDER MODEL_ID --parts ID ID ... [--threshold T] [--min-peak P]
-    [--validation FILE.json] [--card CARD.md]``."""
+    """``scripts/train.py combine DEST_FOLDER MODEL_ID --parts ID ID ... [--part-weights W W ...] [--threshold T]
+    [--min-peak P] [--validation FILE.json] [--card CARD.md]``."""
     from mslesion.model.combined import write_combined_folder
 
     ap = argparse.ArgumentParser(description="Write a combined model folder: the mean probability of sibling "
@@ -110,6 +110,8 @@ def combine(argv: list[str]) -> int:
     ap.add_argument("--parts", nargs="+", required=True, help="ids (folder names) of the parts, beside DEST")
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--min-peak", type=float, default=0.0)
+    ap.add_argument("--part-weights", type=float, nargs="+",
+                    help="each part's weight in the mean, in the order of --parts (default equal)")
     ap.add_argument("--card", type=Path, help="model card markdown to copy in")
     ap.add_argument("--no-auto", action="store_true", help="never pick this model for --model auto")
     ap.add_argument("--validation", type=Path,
@@ -120,7 +122,8 @@ def combine(argv: list[str]) -> int:
     if a.validation:
         extra["validation"] = json.loads(a.validation.read_text(encoding="utf-8"))
     folder = write_combined_folder(a.dest, a.model_id, a.parts, a.threshold, a.min_peak, extra=extra,
-                                   card_md=a.card.read_text(encoding="utf-8") if a.card else None)
+                                   card_md=a.card.read_text(encoding="utf-8") if a.card else None,
+                                   part_weights=a.part_weights)
     print(json.dumps(json.loads((folder / "model.json").read_text())["parts_sha256"]))
     return 0
 

@@ -30,13 +30,15 @@ def test_combine_command_writes_a_folder_that_pins_its_parts(tmp_path):
     make_model_folder(tmp_path / "a", model_id="a", seed=0)
     make_model_folder(tmp_path / "b", model_id="b", seed=1)
     done = subprocess.run([sys.executable, "scripts/train.py", "combine", str(tmp_path / "ab"), "ab", "--parts", "a",
-                           "b", "--threshold", "0.4", "--min-peak", "0.8"], capture_output=True, text=True)
+                           "b", "--threshold", "0.4", "--min-peak", "0.8", "--part-weights", "2", "1"],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     seg = load_model_segmenter(str(tmp_path / "ab"), {"flair"}, "cpu")
     assert (seg.model_id, seg.threshold, seg.min_peak) == ("ab", 0.4, 0.8)
     assert [p.model_id for p in seg.parts] == ["a", "b"]
     meta = json.loads((tmp_path / "ab" / "model.json").read_text())
     assert meta["parts_sha256"] == {"a": [read_spec(tmp_path / "a").sha256], "b": [read_spec(tmp_path / "b").sha256]}
+    assert meta["part_weights"] == [2.0, 1.0] and seg.spec.part_weights == pytest.approx([2 / 3, 1 / 3])
 
 
 def test_combined_model_is_the_mean_of_its_parts(tmp_path):
@@ -56,6 +58,27 @@ def test_combined_model_is_the_mean_of_its_parts(tmp_path):
     assert rows["combo"]["parts"] == ["a", "b"] and rows["combo"]["sha256_ok"] is True
     with pytest.raises(ModelError, match="combined"):
         read_spec(folder)
+
+
+def test_combined_model_weighs_its_parts_as_model_json_says(tmp_path):
+    make_model_folder(tmp_path / "a", model_id="a", seed=0)
+    make_model_folder(tmp_path / "b", model_id="b", seed=1)
+    folder = _combined(tmp_path, ["a", "b"], part_weights=[3, 1])
+    seg = load_model_segmenter(str(folder), {"flair"}, "cpu")
+    assert seg.spec.part_weights == [0.75, 0.25]
+    assert seg.inference_settings()["part_weights"] == {"a": 0.75, "b": 0.25}
+    _, pre = phantom_pre(t1=False)
+    parts = [load_model_segmenter(str(tmp_path / p), {"flair"}, "cpu").predict(pre).data for p in "ab"]
+    np.testing.assert_allclose(seg.predict(pre).data, 0.75 * parts[0] + 0.25 * parts[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [[1.0], [1.0, 0.0], ["x", 1.0], 2.0])
+def test_combined_model_refuses_bad_part_weights(tmp_path, bad):
+    make_model_folder(tmp_path / "a", model_id="a", seed=0)
+    make_model_folder(tmp_path / "b", model_id="b", seed=1)
+    folder = _combined(tmp_path, ["a", "b"], part_weights=bad)
+    with pytest.raises(ModelError, match="part_weights"):
+        load_model_segmenter(str(folder), {"flair"}, "cpu")
 
 
 def test_combined_model_refuses_parts_whose_weights_changed(tmp_path):

@@ -20,6 +20,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def part_words(parts: list[str], weights: list[float]) -> str:
+    """The parts of a combined model, with their weights in the mean when these are not equal."""
+    if len(set(round(w, 6) for w in weights)) <= 1:
+        return ", ".join(parts)
+    return ", ".join(f"{p} ({w:.2f})" for p, w in zip(parts, weights))
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..model.store import describe_models, models_root
@@ -40,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
             check = SHA256_WORDS.get(r.get("sha256_ok"), "sha256 not checked")
             trained = ", ".join(f"{k} {v}" for k, v in r["trained"].items())
             print(f"  {r['id']}: {contrast_words(r['channels'], r['required'])}; {selection_words(r)}; "
-                  + (f"mean probability of the models {', '.join(r['parts'])} (no weights of its own), "
+                  + (f"mean probability of the models {part_words(r['parts'], r['part_weights'])} "
+                     "(no weights of its own), "
                      if r.get("parts") else
                      f"ensemble of {r['ensemble_members']} networks (mean probability), "
                      if r.get("ensemble_members", 1) > 1 else "")

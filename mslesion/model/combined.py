@@ -9,7 +9,9 @@ model folders in the same models folder, and pins each part's weights by sha256:
 
 Each part predicts with its own inference settings (window, overlap, flips), so networks of
 different kinds combine; the probabilities are averaged with equal weight per part, as
-nnU-Net averages the configurations of an ensemble.
+nnU-Net averages the configurations of an ensemble, unless model.json gives ``part_weights``
+(one positive number per part, normalised to sum 1; e.g. one 3-D network beside two 2.5-D ones
+at 0.5 / 0.25 / 0.25, so each kind of network counts alike).
 """
 from __future__ import annotations
 
@@ -26,9 +28,11 @@ log = logging.getLogger(__name__)
 
 
 def write_combined_folder(folder: Path, model_id: str, parts: list[str], threshold: float, min_peak: float = 0.0,
-                          extra: dict | None = None, card_md: str | None = None) -> Path:
+                          extra: dict | None = None, card_md: str | None = None,
+                          part_weights: list[float] | None = None) -> Path:
     """Write a combined model folder ``folder`` (model.json, optional card) whose parts are the sibling model
-    folders ``parts``, each pinned by the sha256 of its weights; the parts must exist and share their contrasts."""
+    folders ``parts``, each pinned by the sha256 of its weights; the parts must exist and share their contrasts.
+    ``part_weights``: the parts' weights in the mean (default equal)."""
     from ..atomic import write_json, write_text
 
     specs = [read_spec(folder.parent / name) for name in parts]
@@ -37,6 +41,7 @@ def write_combined_folder(folder: Path, model_id: str, parts: list[str], thresho
             "required_contrasts": sorted(set().union(*(s.required for s in specs)), key=["flair", "t1", "t2"].index),
             "threshold": float(threshold), **({"min_peak": float(min_peak)} if min_peak > 0 else {}),
             "parts": list(parts), "parts_sha256": {name: [h for _, h in s.members] for name, s in zip(parts, specs)},
+            **({"part_weights": [float(w) for w in part_weights]} if part_weights is not None else {}),
             **(extra or {})}
     folder.mkdir(parents=True, exist_ok=True)
     if card_md is not None:
@@ -47,7 +52,7 @@ def write_combined_folder(folder: Path, model_id: str, parts: list[str], thresho
 
 
 class CombinedSegmenter:
-    """Several loaded segmenters; the probability is the mean of theirs."""
+    """Several loaded segmenters; the probability is the (weighted) mean of theirs."""
 
     kind = "trained"
 
@@ -63,11 +68,14 @@ class CombinedSegmenter:
         """How each part runs (recorded in report.json)."""
         parts = {p.model_id: p.inference_settings() for p in self.parts}
         first = next(iter(parts.values()))
-        return {"device": first["device"], "precision": first["precision"], "parts": parts}
+        return {"device": first["device"], "precision": first["precision"], "parts": parts,
+                "part_weights": dict(zip(parts, self.spec.part_weights))}
 
     def predict(self, pre) -> Volume:
-        """Mean lesion probability of the parts, on the working grid."""
+        """Weighted mean lesion probability of the parts, on the working grid."""
         clock = Clock()
-        prob = np.mean([p.predict(pre).data for p in self.parts], axis=0).astype(np.float32)
+        prob = np.zeros(pre.flair.shape, np.float32)
+        for part, weight in zip(self.parts, self.spec.part_weights):
+            prob += np.float32(weight) * part.predict(pre).data.astype(np.float32)
         log.info("combined model %s predicted in %.1f s", self.model_id, clock.total())
         return pre.flair.with_data(prob)

@@ -187,6 +187,8 @@ class CombinedSpec:
     raw: dict = field(default_factory=dict)
     #: the parsed model.json of each part, in the order of ``parts``
     part_specs: list[ModelSpec] = field(default_factory=list)
+    #: each part's weight in the mean probability (sums to 1; equal unless model.json gives ``part_weights``)
+    part_weights: list[float] = field(default_factory=list)
 
     @property
     def required(self) -> set[str]:
@@ -213,6 +215,7 @@ def read_combined_spec(folder: Path, raw: dict | None = None) -> CombinedSpec:
         raise ModelError(card, f"model.json of a combined model lacks or has a bad field: {exc}") from exc
     if len(spec.parts) < 2:
         raise ModelError(card, f"a combined model needs at least 2 parts, got {len(spec.parts)}")
+    weights = _part_weights(card, raw.get("part_weights"), len(spec.parts))
     part_specs = []
     for part, hashes in spec.parts:
         part_spec = read_spec(part)  # raises ModelError naming the part's folder
@@ -224,7 +227,21 @@ def read_combined_spec(folder: Path, raw: dict | None = None) -> CombinedSpec:
         if part_spec.channels != spec.channels:
             raise ModelError(part / CARD_NAME, f"part channels {part_spec.channels} differ from the combined "
                                                f"model's {spec.channels}")
-    return replace(spec, part_specs=part_specs)
+    return replace(spec, part_specs=part_specs, part_weights=weights)
+
+
+def _part_weights(card: Path, given: object, n_parts: int) -> list[float]:
+    """The parts' weights, normalised to sum 1: ``given`` (model.json's ``part_weights``) or equal."""
+    if given is None:
+        return [1.0 / n_parts] * n_parts
+    try:
+        values = [float(w) for w in given]  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as exc:
+        raise ModelError(card, f"part_weights must be a list of numbers, got {given!r}") from exc
+    if len(values) != n_parts or any(not w > 0 for w in values):
+        raise ModelError(card, f"part_weights must give one positive number per part ({n_parts}), got {given!r}")
+    total = sum(values)
+    return [w / total for w in values]
 
 
 def read_any_spec(folder: Path) -> ModelSpec | CombinedSpec:
@@ -280,8 +297,8 @@ def _describe_combined(spec: CombinedSpec, verify: bool) -> dict:
     row: dict[str, object] = {
         "id": spec.model_id, "folder": str(folder), "channels": spec.channels, "required": sorted(spec.required),
         "auto_select": bool(spec.raw.get("auto_select", True)), "threshold": spec.threshold,
-        "min_peak": spec.min_peak, "parts": [p.name for p, _ in spec.parts], "weights_mb": 0.0,
-        "ensemble_members": sum(len(h) for _, h in spec.parts), "trained": {},
+        "min_peak": spec.min_peak, "parts": [p.name for p, _ in spec.parts], "part_weights": spec.part_weights,
+        "weights_mb": 0.0, "ensemble_members": sum(len(h) for _, h in spec.parts), "trained": {},
         "card": str(folder / "model_card.md") if (folder / "model_card.md").is_file() else None,
         "sha256": None}
     if verify:
