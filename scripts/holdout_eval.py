@@ -38,7 +38,7 @@ from bench_model import CASE_FOLDERS, SUBJECT, load_case, score_prediction  # no
 PREDS = Path(".devdata/preds")
 
 
-def _segmenter(folder: Path, device: str, tta: str, overlap: float | None):
+def _segmenter(folder: Path, device: str, tta: str, overlap: float | None, window: list[int] | None = None):
     from mslesion.model import ModelSegmenter
     from mslesion.model.store import read_spec
 
@@ -46,6 +46,8 @@ def _segmenter(folder: Path, device: str, tta: str, overlap: float | None):
     seg.tta_axes = {"off": (0, 1, 2), "lr": (0,), "all": (0, 1, 2)}[tta]
     if overlap is not None:
         seg.overlap = overlap
+    if window is not None:
+        seg.window = tuple(window)
     return seg
 
 
@@ -74,7 +76,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         probs = []
         for f in folders:
             if f not in cache:
-                cache[f] = _segmenter(f, args.device, args.tta, args.overlap)
+                cache[f] = _segmenter(f, args.device, args.tta, args.overlap, args.window)
             probs.append(cache[f].predict(pre).data[pre.crop])
         prob = np.mean(probs, axis=0)
         np.savez_compressed(out / f"{case}.npz", prob=prob.astype(np.float16))
@@ -170,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--cases", nargs="+", default=sorted(CASE_FOLDERS))
     pr.add_argument("--tta", choices=["off", "lr", "all"], default="off")
     pr.add_argument("--overlap", type=float)
+    pr.add_argument("--window", type=int, nargs=3, help="sliding window (default: the model's CPU window)")
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--threads", type=int, default=2)
     cb = sub.add_parser("combine", help="mean of kept probability maps of several tags")
