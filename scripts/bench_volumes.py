@@ -77,6 +77,9 @@ STATS_CLASSES = {
     "wm": r"(Cerebral-White-Matter|Cerebellum-White-Matter|Brain-Stem|VentralDC|^WM-hypointensities|Optic-Chiasm)",
     "lesion": r"^Lesions$",
 }
+#: samseg.stats structures outside the intracranial volume; on a skull-stripped input every one of them lies
+#: inside the distributor's brain mask (SAMSEG labels only the non-zero foreground there)
+STATS_NONBRAIN = r"^(Skull|Soft_Nonbrain_Tissue|Fluid_Inside_Eyes)$"
 
 
 def nii(rel: str | None) -> Path | None:
@@ -98,6 +101,7 @@ def samseg_volumes(case: str) -> dict | None:
         out[f"{cls}_ml"] = sum(v for k, v in vols.items() if re.search(pat, k))
     out["brain_ml"] = out["gm_ml"] + out["wm_ml"] + out["lesion_ml"]
     out["bpf"] = out["brain_ml"] / out["icv_ml"]
+    out["nonbrain_ml"] = sum(v for k, v in vols.items() if re.search(STATS_NONBRAIN, k))
     return out
 
 
@@ -345,12 +349,17 @@ def main() -> int:
         print(json.dumps(row), flush=True)
     by = {r["case"]: r for r in rows}
     print("\ncase                 inputs    ICV    brain   GM     WM     CSF    BPF    | %diff vs SAMSEG ICV/brain/GM/WM | Dice CSF/GM/WM | s")
+    stripped = [r for r in rows if r.get("icv_source") == "stripped-input" or r["case"].startswith("mslesseg")]
     for r in rows:
         d = r.get("pct_diff")
         ds = " ".join(f"{d[k]:+5.1f}" for k in ("icv_ml", "brain_ml", "gm_ml", "wm_ml")) if d else "   (no SAMSEG)         "
         dc = " ".join(f"{v:.2f}" for v in r["dice"].values()) if r.get("dice") else "  -  "
         print(f"{r['case']:20s} {r['inputs']:9s} {r['icv_ml']:6.0f} {r['brain_ml']:6.0f} {r['gm_ml']:6.0f} "
               f"{r['wm_ml']:6.0f} {r['csf_ml']:6.0f} {r['bpf']:.3f}  | {ds} | {dc} | {r['volumes_s']}")
+    for r in stripped:
+        if r.get("samseg"):
+            print(f"{r['case']}: skull-stripped input; SAMSEG labels {r['samseg']['nonbrain_ml']:.0f} ml of it skull or "
+                  "soft non-brain tissue, outside its ICV")
     if "patient12_study1" in by and "patient12_study2" in by:
         a, b = by["patient12_study1"], by["patient12_study2"]
         print(f"\npatient12 BPF study1 {a['bpf']:.4f} study2 {b['bpf']:.4f}: difference {100 * (b['bpf'] - a['bpf']):+.2f} % "
