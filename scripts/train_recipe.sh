@@ -29,11 +29,11 @@ complete() { [ -f "$1/train_summary.json" ] && grep -q '"complete": true' "$1/tr
 
 mkdir -p "$OUT/runs" "$OUT/models"
 if ! complete "$OUT/runs/3d"; then
-  "$PY" scripts/train.py "${SHARED[@]}" "${EXTRA[@]}" --arch 3d --batch 2 --patch 80 80 80 \
+  "$PY" scripts/train.py "${SHARED[@]}" ${EXTRA[@]+"${EXTRA[@]}"} --arch 3d --batch 2 --patch 80 80 80 \
       --iterations 4150 --out "$OUT/runs/3d"
 fi
 if complete "$OUT/runs/3d" && ! complete "$OUT/runs/2p5d"; then
-  "$PY" scripts/train.py "${SHARED[@]}" "${EXTRA[@]}" --arch 2.5d --batch 12 --base 24 --levels 5 \
+  "$PY" scripts/train.py "${SHARED[@]}" ${EXTRA[@]+"${EXTRA[@]}"} --arch 2.5d --batch 12 --base 24 --levels 5 \
       --patch 5 160 160 --iterations 1300 --max-seconds 3000 --infer-window 256 256 256 --out "$OUT/runs/2p5d"
 fi
 if ! complete "$OUT/runs/3d" || ! complete "$OUT/runs/2p5d"; then
