@@ -5,7 +5,8 @@
 #   bash scripts/train_recipe.sh OUT [SESSION_SECONDS] [HOLDOUT]
 #
 # OUT receives runs/3d, runs/2p5d and, once both are complete, models/<id>-3d, models/<id>-2p5d and
-# models/<id> (the combined model: mean probability, threshold 0.4, min_peak 0.8, as mslesion-flair-v5).
+# models/<id> (the combined model: mean probability, threshold 0.4, min_peak 0.8, as mslesion-flair-v6,
+# whose parts were made with these two commands).
 # SESSION_SECONDS (default: no limit) ends this call with a checkpoint after that long in each unfinished run;
 # run the same command again to resume (exit status 0 and "unfinished" on the last line).
 # HOLDOUT (default: none) leaves a subject out of both runs: one leave-one-subject-out fold of the recipe;

@@ -44,7 +44,7 @@ class Preprocessed(Protocol):
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FLAIR_MODEL = "mslesion-flair-v5"
+DEFAULT_FLAIR_MODEL = "mslesion-flair-v6"
 #: what ``compare`` segments both scans with when the model is "auto": on the paired benchmark
 #: (``scripts/bench_longitudinal_changes.py``, MSLesSeg P14 T1->T2) v3 calls 5 of the 6 new lesions "new"
 #: with 1 false new call, where v4 and v5 call 3 of them "new" (2 more "enlarging") with 2 false ones;
