@@ -343,14 +343,14 @@ def test_distributor_transforms_align_patient12(shared_data: Path):
 
 def test_compare_auto_model_is_the_change_detection_default_and_ships():
     """`compare --model auto` segments with DEFAULT_COMPARE_MODEL (measured best for change calls), a named
-    model or the baseline is kept, and that model is installed (a network model folder that loads its spec)."""
+    model or the baseline is kept, and that model is installed (a model folder whose spec loads)."""
     from mslesion.longitudinal.compare import compare_analyze_options
     from mslesion.model import DEFAULT_COMPARE_MODEL, DEFAULT_FLAIR_MODEL, resolve_model_folder
-    from mslesion.model.store import read_spec
+    from mslesion.model.store import read_any_spec
     from mslesion.pipeline import AnalyzeOptions
 
     assert compare_analyze_options(AnalyzeOptions()).model == DEFAULT_COMPARE_MODEL
     for named in (DEFAULT_FLAIR_MODEL, "baseline"):
         assert compare_analyze_options(AnalyzeOptions(model=named)).model == named
-    spec = read_spec(resolve_model_folder(DEFAULT_COMPARE_MODEL, {"flair"}))
+    spec = read_any_spec(resolve_model_folder(DEFAULT_COMPARE_MODEL, {"flair"}))
     assert spec.model_id == DEFAULT_COMPARE_MODEL and spec.required == {"flair"}
