@@ -7,7 +7,7 @@ probability maps (working-grid crop, float16) under ``.devdata/preds/<tag>/``::
     .venv/bin/python scripts/holdout_eval.py predict --tag b0 --model ../shared/gpu_runs/2026-11-30/flair-b0 \\
         --cases mslesseg_P14_T1 mslesseg_P14_T2 mslesseg_P14_T3 mslesseg_P18_T1 mslesseg_P39_T1
 
-``--fold-models DIR`` instead takes, for each case, the model in ``DIR/<fold>`` whose
+``--subject S`` predicts every case of subject S (P14's three visits).  ``--fold-models DIR`` instead takes, for each case, the model in ``DIR/<fold>`` whose
 ``train_summary.json`` holds the case's subject out (leave-one-subject-out predictions).
 
 Score them exactly as ``mslesion analyze`` thresholds them (probability back on the native
@@ -62,6 +62,17 @@ def _fold_model_for(case: str, root: Path) -> Path:
     raise SystemExit(f"no fold model in {root} holds out {case}")
 
 
+def _cases_of(subjects: str, train_data: Path) -> list[str]:
+    """The cases of comma-separated subjects (or case names), as ``train.py --holdout`` reads them."""
+    wanted = set(subjects.split(","))
+    listed = json.loads((train_data / "cases.json").read_text())["cases"]
+    cases = [c["case"] for c in listed if c["subject"] in wanted or c["case"] in wanted]
+    if not cases:
+        raise SystemExit(f"no case of subject(s) {subjects} in {train_data}/cases.json; subjects: "
+                         f"{sorted({c['subject'] for c in listed})}")
+    return cases
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
@@ -69,6 +80,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = PREDS / args.tag
     out.mkdir(parents=True, exist_ok=True)
     cache: dict[Path, object] = {}
+    if args.subject:
+        args.cases = _cases_of(args.subject, args.train_data)
     for case in args.cases:
         folders = [_fold_model_for(case, args.fold_models)] if args.fold_models else args.model
         pre = load_case(args.train_data / f"{case}.npz")
@@ -169,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     src = pr.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", type=Path, nargs="+", help="model folder(s); several: mean probability")
     src.add_argument("--fold-models", type=Path, help="folder of fold runs; each case by the fold holding it out")
-    pr.add_argument("--cases", nargs="+", default=sorted(CASE_FOLDERS))
+    which = pr.add_mutually_exclusive_group()
+    which.add_argument("--cases", nargs="+", default=sorted(CASE_FOLDERS))
+    which.add_argument("--subject", help="every case of these subjects (comma-separated, as train.py --holdout)")
     pr.add_argument("--tta", choices=["off", "lr", "all"], default="off")
     pr.add_argument("--overlap", type=float)
     pr.add_argument("--window", type=int, nargs=3, help="sliding window (default: the model's CPU window)")

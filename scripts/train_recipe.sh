@@ -10,8 +10,8 @@
 # SESSION_SECONDS (default: no limit) ends this call with a checkpoint after that long in each unfinished run;
 # run the same command again to resume (exit status 0 and "unfinished" on the last line).
 # HOLDOUT (default: none) leaves a subject out of both runs: one leave-one-subject-out fold of the recipe;
-# score it with scripts/holdout_eval.py predict --tag T --model OUT/models/<id>-3d OUT/models/<id>-2p5d
-# --cases <that subject's scans> (the mean of the two parts, as the combined model), then score --tag T.
+# its held-out scans are then predicted (the mean of the two parts, as the combined model; kept under
+# .devdata/preds/<id>) and scored at threshold 0.4, min_peak 0.8 (OUT/holdout_score.json).
 # DATA (default .devdata/train_v4, from scripts/prepare_training_data.py) and PYTHON may be set.
 set -eu
 OUT=${1:?usage: train_recipe.sh OUT [SESSION_SECONDS] [HOLDOUT]}
@@ -44,4 +44,10 @@ fi
 "$PY" scripts/train.py package "$OUT/runs/3d" "$OUT/models/$ID-3d" "$ID-3d" --no-auto --cpu-window 112 112 112
 "$PY" scripts/train.py package "$OUT/runs/2p5d" "$OUT/models/$ID-2p5d" "$ID-2p5d" --no-auto --cpu-window 256 256 256
 "$PY" scripts/train.py combine "$OUT/models/$ID" "$ID" --parts "$ID-3d" "$ID-2p5d" --threshold 0.4 --min-peak 0.8 --no-auto
+if [ -n "$HOLDOUT" ]; then   # the fold's own figure: its held-out cases, as the combined model predicts them
+  "$PY" scripts/holdout_eval.py predict --tag "$ID" --model "$OUT/models/$ID-3d" "$OUT/models/$ID-2p5d" \
+      --subject "$HOLDOUT" --train-data "$DATA"
+  "$PY" scripts/holdout_eval.py score --tag "$ID" --thresholds 0.4 --min-peak 0.8 --train-data "$DATA" \
+      --json "$OUT/holdout_score.json"
+fi
 echo "complete: $OUT/models/$ID"

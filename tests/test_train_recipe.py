@@ -16,7 +16,7 @@ STUB = """#!/usr/bin/env bash
 echo "$*" >> "$STUB_LOG"
 out=""; prev=""
 for a in "$@"; do [ "$prev" = "--out" ] && out=$a; prev=$a; done
-case "$2" in package|combine) exit 0;; esac
+case "$2" in package|combine|predict|score) exit 0;; esac
 mkdir -p "$out"
 if [ "${STUB_DONE:-0}" = 1 ]; then echo '{"complete": true}' > "$out/train_summary.json"
 else echo '{"complete": false}' > "$out/train_summary.json"; fi
@@ -52,6 +52,12 @@ def test_unfinished_run_stops_and_the_same_command_finishes(tmp_path: Path) -> N
     assert new[3].startswith(f"scripts/train.py package {out}/runs/2p5d {out}/models/fold_a-2p5d fold_a-2p5d")
     assert new[4] == (f"scripts/train.py combine {out}/models/fold_a fold_a --parts fold_a-3d fold_a-2p5d "
                       "--threshold 0.4 --min-peak 0.8 --no-auto")
+    # a fold ends with its own held-out figure: the subject's scans predicted by both parts, then scored
+    assert new[5] == (f"scripts/holdout_eval.py predict --tag fold_a --model {out}/models/fold_a-3d "
+                      f"{out}/models/fold_a-2p5d --subject ljubljana_patient07 --train-data .devdata/train_v4")
+    assert new[6] == (f"scripts/holdout_eval.py score --tag fold_a --thresholds 0.4 --min-peak 0.8 "
+                      f"--train-data .devdata/train_v4 --json {out}/holdout_score.json")
+    assert len(new) == 7
 
 
 def test_complete_runs_are_not_trained_again(tmp_path: Path) -> None:
@@ -61,7 +67,7 @@ def test_complete_runs_are_not_trained_again(tmp_path: Path) -> None:
     proc, calls = _run(tmp_path, True, str(out))
     assert proc.returncode == 0, proc.stderr
     again = calls[len(first):]
-    assert len(again) == 3 and not any("--arch" in c for c in again)   # only package, package, combine
+    assert len(again) == 3 and not any("--arch" in c for c in again)   # only package, package, combine: no fold
     assert "--session-seconds" not in calls[0] and "--holdout" not in calls[0]
 
 
