@@ -74,11 +74,13 @@ def test_readable_summary_brain_mask_and_timings(tmp_path, monkeypatch):
 def test_model_validation_block_is_shown(tmp_path, monkeypatch):
     monkeypatch.setenv("MSLESION_MODELS", str(tmp_path / "models"))
     _model_folder(tmp_path / "models", {"dice": 0.61, "lesion_f1": 0.52,
-                                         "sensitivity_by_size": {"<10 mm3": 0.2, ">=100 mm3": 0.9}})
+                                         "sensitivity_by_size": {"<10 mm3": 0.2, ">=100 mm3": 0.9},
+                                         "per_case": {"case_a": {"dice": 0.8123, "lesion_f1": 0.7}}})
     page, _ = _report(tmp_path)
     table = re.search(r'<table class="summary" id="validation">(.*?)</table>', page).group(1)
     assert "dice" in table and "0.61" in table and "lesion f1" in table and "0.52" in table
     assert "sensitivity by size: &lt;10 mm3" in table and "0.9" in table
+    assert "per case: case_a" in table and "dice 0.8123, lesion f1 0.7" in table and "{" not in table
     limits = re.search(r'<ul id="model-limitations">(.*?)</ul>', page).group(1)
     assert "Under-trained: expect missed small lesions and false positives." in limits
 

@@ -10,7 +10,7 @@ import datetime as _dt
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 
@@ -74,7 +74,7 @@ def image_data_uri(path: Path) -> str:
 
 
 def fmt(value: object) -> str:
-    """Text shown for a value: floats to 4 significant digits, None as a dash."""
+    """Text shown for a value: floats to 4 significant digits, None as a dash, a mapping as "key value, ..."."""
     if value is None:
         return "\u2014"
     if isinstance(value, bool):
@@ -86,6 +86,8 @@ def fmt(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return " \u00d7 ".join(fmt(v) for v in value) if all(isinstance(v, (int, float)) for v in value) else ", ".join(
             fmt(v) for v in value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{str(k).replace('_', ' ')} {fmt(v)}" for k, v in value.items())
     return str(value)
 
 
