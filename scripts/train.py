@@ -69,7 +69,8 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
                        init_weights=a.init, small_lesion_weight=a.small_lesion_weight,
                        lesion_sampling=a.lesion_sampling, lesion_fraction=a.lesion_fraction,
                        blob_weight=a.blob_loss, blob_margin=a.blob_margin,
-                       false_blob_weight=a.false_blob_loss, arch=a.arch)
+                       false_blob_weight=a.false_blob_loss, arch=a.arch, channels_last=a.channels_last,
+                       compile=a.compile)
 
 
 def package(argv: list[str]) -> int:

@@ -648,3 +648,44 @@ def test_false_blob_loss_charges_each_false_lesion_alike():
     grad = logits.grad[0, 0]
     assert float(grad[40, 40, 40]) > 0 and float(grad[40, 40, 41]) > 0
     assert int((grad != 0).sum()) == 2
+
+
+@pytest.mark.slow
+def test_training_speed_options_keep_the_arithmetic_and_may_change_between_calls(tmp_path):
+    """channels-last (the accelerator speed option) trains the same network: in fp32 the weights agree to
+    float rounding (measured 2e-6; bf16 kernels differ more), saved in the standard layout; a run
+    checkpointed without it resumes with it."""
+    from mslesion.model.training import TrainConfig, fast_forward, train
+    from mslesion.model.unet import build_unet
+
+    write_npz_cases(tmp_path / "data")
+    base = dict(data_dir=str(tmp_path / "data"), patch=(16, 16, 16), batch=2, iterations=4, base=4, levels=3,
+                device="cpu", log_every=1, checkpoint_every=0, amp=False)
+    train(TrainConfig(out_dir=str(tmp_path / "plain"), **base))
+    train(TrainConfig(out_dir=str(tmp_path / "cl"), channels_last=True, **base))
+    a = torch.load(tmp_path / "plain" / "weights.pt", weights_only=True)
+    b = torch.load(tmp_path / "cl" / "weights.pt", weights_only=True)
+    assert all(b[k].is_contiguous() for k in b)
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-4) for k in a)
+    cfg = TrainConfig(**base, out_dir="", channels_last=True)
+    net = build_unet(cfg.architecture())
+    forward, fmt = fast_forward(net, cfg)
+    convs = [w for w in net.parameters() if w.dim() == 5 and w.shape[1] > 1 and w.shape[2] > 1]
+    assert forward is net and fmt == torch.channels_last_3d and convs
+    assert all(w.is_contiguous(memory_format=torch.channels_last_3d) and not w.is_contiguous() for w in convs)
+    first = train(TrainConfig(out_dir=str(tmp_path / "split"), session_iterations=2, **base))
+    second = train(TrainConfig(out_dir=str(tmp_path / "split"), channels_last=True, **base))
+    assert first["complete"] is False and second["complete"] and second["iterations"] == 4
+
+
+@pytest.mark.gpu
+def test_training_compiled_channels_last_on_cuda(tmp_path):
+    """The GPU speed options together: torch.compile + channels-last 3-D train and give finite losses."""
+    from mslesion.model.training import TrainConfig, train
+
+    write_npz_cases(tmp_path / "data")
+    summary = train(TrainConfig(data_dir=str(tmp_path / "data"), out_dir=str(tmp_path / "run"), patch=(16, 16, 16),
+                                batch=2, iterations=3, base=4, levels=3, device="cuda", log_every=1,
+                                channels_last=True, compile=True, holdout_predict=False))
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert summary["complete"] and len(losses) == 3 and all(np.isfinite(losses))

@@ -50,6 +50,11 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--session-seconds", type=float, default=1e9,
                    help="end this call after this long with a checkpoint; the same command resumes "
                         "(default: no limit)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels-last memory layout for the network and its input (faster on GPUs)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (slow first steps, then faster on GPUs; needs a C++ compiler "
+                        "on the CPU)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(data_dir=str(args.data), out_dir=str(args.out), channels=channels,
                       holdout=tuple(h for h in args.holdout.split(",") if h), iterations=args.iterations,
                       max_seconds=args.max_seconds, patch=tuple(args.patch), batch=args.batch, seed=args.seed,
-                      device=args.device, session_seconds=args.session_seconds, arch=args.arch)
+                      device=args.device, session_seconds=args.session_seconds, arch=args.arch,
+                      channels_last=args.channels_last, compile=args.compile)
     try:
         summary = train(cfg)
     except ValueError as exc:  # a checkpoint of another run in --out
