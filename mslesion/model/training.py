@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -280,14 +281,15 @@ _SESSION_FIELDS = ("out_dir", "device", "session_seconds", "session_iterations",
                    "channels_last", "compile")
 
 
-def fast_forward(net: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.nn.Module, torch.memory_format | None]:
+def fast_forward(net: torch.nn.Module,
+                 cfg: TrainConfig) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.memory_format | None]:
     """What the training loop calls: ``net`` itself, or (``cfg.channels_last``) ``net`` moved to the
     channels-last layout and / or (``cfg.compile``) compiled; the parameters stay ``net``'s.  Also the
     memory format the input batch must have (None: as drawn)."""
     fmt = None
     if cfg.channels_last:
         fmt = torch.channels_last_3d if cfg.arch == "3d" else torch.channels_last
-        net.to(memory_format=fmt)
+        net.to(memory_format=fmt)  # type: ignore[call-overload]  # runtime keyword the stubs lack
     return (torch.compile(net) if cfg.compile else net), fmt
 
 
