@@ -56,6 +56,25 @@ def binarize(prob: np.ndarray, threshold: float, min_voxels: int, min_peak: floa
     return keep[labels]
 
 
+#: a lesion must lie at least this much inside the brain mask (the rest is scalp, dura or the band that
+#: resampling and the model's 2-voxel margin add around the mask)
+MIN_INSIDE_BRAIN = 0.5
+
+
+def drop_outside(mask: np.ndarray, inside: np.ndarray, min_fraction: float = MIN_INSIDE_BRAIN,
+                 connectivity: int = 26) -> tuple[np.ndarray, int]:
+    """``mask`` without the lesions that lie less than ``min_fraction`` inside ``inside`` (the brain);
+    also returns how many were dropped."""
+    labels, n = label_components(mask, connectivity)
+    if n == 0:
+        return labels > 0, 0
+    size = np.bincount(labels.ravel(), minlength=n + 1)
+    within = np.bincount(labels[np.asarray(inside, dtype=bool)], minlength=n + 1)
+    keep = within >= min_fraction * size
+    keep[0] = False
+    return keep[labels], int(n - np.count_nonzero(keep))
+
+
 def component_peaks(labels: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """The highest of ``values`` in each component of ``labels`` (index 0: background, -inf).
 

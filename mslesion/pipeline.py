@@ -20,7 +20,7 @@ from .clock import Clock
 from .enhancement_stage import assess_subject as assess_enhancement
 from .inputs import CONTRASTS, load_inputs, prepare_out_dir
 from .io import load_volume, save_volume
-from .lesions import Lesion, binarize, find_lesions
+from .lesions import Lesion, binarize, drop_outside, find_lesions
 from .location import LocationOptions, LocationResult, locate
 from .location.regions import Anatomy, subject_anatomy
 from .memory import check_memory
@@ -147,12 +147,18 @@ class Analyzer:
         """The probability threshold in force: the option where set, else the model's."""
         return self.options.threshold if self.options.threshold is not None else seg.threshold
 
-    def lesion_mask(self, prob: Volume, seg: Segmenter) -> Volume:
-        """The binary lesion mask (uint8) of a probability map: threshold, minimum size, minimum peak."""
+    def lesion_mask(self, prob: Volume, seg: Segmenter, brain: np.ndarray | None = None) -> tuple[Volume, int]:
+        """The binary lesion mask (uint8) of a probability map: threshold, minimum size, minimum peak and,
+        given the ``brain`` mask on the same grid, lesions mostly outside it dropped (their number returned)."""
         opts = self.options
         min_vox = max(1, int(round(opts.min_lesion_mm3 / (prob.voxel_volume_ml * 1000.0))))
-        return prob.with_data(binarize(prob.data, self.threshold_for(seg), min_vox,
-                                       opts.min_peak_for(seg) or 0.0).astype(np.uint8))
+        mask = binarize(prob.data, self.threshold_for(seg), min_vox, opts.min_peak_for(seg) or 0.0)
+        dropped = 0
+        if brain is not None:
+            mask, dropped = drop_outside(mask, brain)
+            if dropped:
+                log.info("%d lesion candidate(s) lay mostly outside the brain mask and were dropped", dropped)
+        return prob.with_data(mask.astype(np.uint8)), dropped
 
     def locate(self, labels: np.ndarray, lesions: list[Lesion], pre: Preprocessed,
                anatomy: Callable[[], Anatomy] | None = None) -> LocationResult:
@@ -191,7 +197,7 @@ class Analyzer:
             threshold = self.threshold_for(seg)
             prob = pre.to_native(prob_work, order=1)
             prob = prob.with_data(np.clip(prob.data, 0.0, 1.0).astype(np.float32))
-            mask = self.lesion_mask(prob, seg)
+            mask, outside = self.lesion_mask(prob, seg, native_brain(pre))
             labels, lesions = find_lesions(mask)
             with clock.step("location_s"):
                 location = self.locate(labels, lesions, pre, atlas_fit.result)
@@ -202,7 +208,7 @@ class Analyzer:
         spine_results = analyze_spinal_inputs(spinal, out)
         clock.total("total_s")
         report = build_report(vols, seg, threshold, lesions, location, timings, opts)
-        report.brain_mask = brain_mask_summary(pre.brain_mask)
+        report.brain_mask = brain_mask_summary(pre.brain_mask, outside)
         report.enhancement = enhancement
         report.state_dissemination()
         report.volumes = volumes.section()
@@ -247,10 +253,18 @@ def merge_spine(report: Report | dict, spine_results: list, location_options: Lo
         report[key] = to_plain(typed[key])
 
 
-def brain_mask_summary(mask: Volume) -> BrainMaskInfo:
-    """How the brain was found (method, e.g. 'deepbet') and its volume in ml (intracranial, incl. CSF for deepbet)."""
+def native_brain(pre: Preprocessed) -> np.ndarray:
+    """The working-grid brain mask on the native FLAIR grid (linear interpolation, half-voxel rule)."""
+    brain = pre.brain_mask
+    return pre.to_native(brain.with_data(brain.data.astype(np.float32)), order=1).data >= 0.5
+
+
+def brain_mask_summary(mask: Volume, lesions_outside: int | None = None) -> BrainMaskInfo:
+    """How the brain was found (method, e.g. 'deepbet') and its volume in ml (intracranial, incl. CSF for deepbet);
+    ``lesions_outside``: lesion candidates dropped for lying mostly outside it."""
     return BrainMaskInfo(method=str(mask.meta.get("brain_method", "head-foreground")),
-                         volume_ml=round(float(np.count_nonzero(mask.data)) * mask.voxel_volume_ml, 1))
+                         volume_ml=round(float(np.count_nonzero(mask.data)) * mask.voxel_volume_ml, 1),
+                         rim_trimmed_ml=mask.meta.get("rim_trimmed_ml"), lesions_outside_dropped=lesions_outside)
 
 
 def build_report(vols: dict[str, Volume], seg: SegmenterInfo, threshold: float, lesions: list[Lesion],

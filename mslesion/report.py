@@ -234,6 +234,10 @@ class BrainMaskInfo(Section):
 
     method: str | None
     volume_ml: float | None
+    #: ml of bright scalp trimmed from the extractor's mask (images with skull; None: not trimmed)
+    rim_trimmed_ml: float | None = None
+    #: lesion candidates dropped for lying mostly (> 50 %) outside the mask (None: not checked)
+    lesions_outside_dropped: int | None = None
 
 
 @dataclass
@@ -539,7 +543,8 @@ class Report(Section):
             model=ModelInfo.from_dict(d.get("model") or {}),
             settings=dict(settings), timings_s=dict(d.get("timings_s") or {}),
             mslesion_version=d.get("mslesion_version"),
-            brain_mask=BrainMaskInfo(brain.get("method"), brain.get("volume_ml")) if brain else None,
+            brain_mask=BrainMaskInfo(brain.get("method"), brain.get("volume_ml"), brain.get("rim_trimmed_ml"),
+                                       brain.get("lesions_outside_dropped")) if brain else None,
             enhancement=None if d.get("enhancement") is None else EnhancementSection.from_dict(d["enhancement"]),
             mri_dissemination=None if d.get("mri_dissemination") is None
             else MriDissemination.from_dict(d["mri_dissemination"]),

@@ -41,6 +41,8 @@ class VolumeMeta(TypedDict, total=False):
     brain_method: str
     #: brain masks: fraction of the mask inside the head foreground
     in_head_fraction: float
+    #: brain masks found on an image with skull: ml of bright scalp trimmed (``preprocess.brain_rim``)
+    rim_trimmed_ml: float
     #: brain masks of the template method: the world -> MNI affine (4x4)
     to_mni: np.ndarray
     #: images moved onto the FLAIR: their rigid world transform (4x4)

@@ -47,21 +47,31 @@ SUBJECT = {c: ("mslesseg_P14" if c.startswith("mslesseg_P14") else c) for c in C
 
 def score_prediction(prob_crop: np.ndarray, npz: Path, data: Path, case: str, threshold: float,
                      min_mm3: float = 3.0, min_peak: float = 0.0) -> dict:
+    from scipy import ndimage
+
     from mslesion.io import load_volume
-    from mslesion.lesions import binarize
+    from mslesion.lesions import binarize, drop_outside
     from mslesion.metrics import detection_by_size, evaluate
+    from mslesion.preprocess.brain_rim import trim_bright_rim
     from mslesion.preprocess.resample import resample_like
     from mslesion.volume import Volume
 
     with np.load(npz) as z:
         shape, affine, offset = tuple(z["work_shape"]), z["work_affine"], z["offset"]
-    work = np.zeros(shape, np.float32)
-    work[tuple(slice(o, o + s) for o, s in zip(offset, prob_crop.shape))] = prob_crop
+        flair_z, brain_crop = z["image"][0].astype(np.float32), z["brain"] > 0
+    box = tuple(slice(o, o + s) for o, s in zip(offset, prob_crop.shape))
+    # as `mslesion analyze` does: the brain mask without the scalp rim it took in, no probability beyond
+    # 2 voxels outside it, and no lesion mostly outside it
+    brain_crop = trim_bright_rim(flair_z, brain_crop, (1.0, 1.0, 1.0))
+    work, brain = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    work[box] = prob_crop * ndimage.binary_dilation(brain_crop, iterations=2)
+    brain[box] = brain_crop
     folder, raters = CASE_FOLDERS[case]
     native = load_volume(data / folder / "flair.nii.gz", role="FLAIR")
     prob = resample_like(Volume(work, affine), native, order=1)
+    inside = resample_like(Volume(brain, affine), native, order=1).data >= 0.5
     min_vox = max(1, int(round(min_mm3 / (prob.voxel_volume_ml * 1000.0))))
-    mask = prob.with_data(binarize(prob.data, threshold, min_vox, min_peak).astype(np.uint8))
+    mask = prob.with_data(drop_outside(binarize(prob.data, threshold, min_vox, min_peak), inside)[0].astype(np.uint8))
     per_rater = {}
     for r in raters:
         ref = load_volume(data / folder / f"{r}.nii.gz", role="lesion mask")

@@ -116,6 +116,24 @@ def test_binarize_matches_size_then_peak_filtering_with_scipy(threshold, min_vox
     assert np.array_equal(binarize(prob, threshold, min_voxels, min_peak), expected)
 
 
+def test_lesions_mostly_outside_the_brain_are_dropped_and_counted():
+    """A lesion straddling the brain edge stays while half of it is inside; one in the scalp goes."""
+    from mslesion.lesions import drop_outside
+
+    brain = np.zeros((30, 30, 30), bool)
+    brain[:, :15, :] = True
+    mask = np.zeros_like(brain)
+    mask[5:8, 5:8, 5:8] = True            # deep inside
+    mask[20:22, 14:16, 20:22] = True      # half in, half out: kept
+    mask[10:12, 14:17, 10:12] = True      # a third in: dropped
+    mask[20:23, 25:28, 5:8] = True        # in the scalp: dropped
+    kept, dropped = drop_outside(mask, brain)
+    assert dropped == 2
+    assert kept[5:8, 5:8, 5:8].all() and kept[20:22, 14:16, 20:22].all()
+    assert not kept[10:12, 14:17, 10:12].any() and not kept[20:23, 25:28, 5:8].any()
+    assert drop_outside(np.zeros_like(brain), brain)[1] == 0
+
+
 @pytest.mark.realdata
 def test_cohort_evaluation_of_isbi_inter_rater_agreement(shared_data, tmp_path):
     """Rater 2 scored against rater 1 on the three ISBI cases: the human level quoted in issue 4

@@ -313,3 +313,30 @@ def test_n4_is_scale_invariant() -> None:
     tiny = n4_correct(ph.flair.with_data(biased * 1e-3)).data * 1e3
     fg = ph.flair.data > 0
     assert np.percentile(np.abs(big - tiny)[fg] / big[fg].mean(), 99) < 0.01
+
+
+def test_bright_rim_trims_scalp_the_mask_took_in_but_keeps_a_juxtacortical_lesion() -> None:
+    """A mask that reaches into bright scalp loses that rim; a bright lesion under the cortex stays."""
+    from mslesion.preprocess.brain_rim import bright_rim, trim_bright_rim
+
+    shape, centre = (80, 80, 80), (40, 40, 40)
+    zz = np.indices(shape)
+    r = np.sqrt(sum((zz[i] - centre[i]) ** 2 for i in range(3)))
+    z = np.full(shape, -3.0, np.float32)               # air
+    z[r < 34] = 2.0                                    # scalp fat: bright on FLAIR
+    z[r < 31] = -2.5                                   # bone / CSF: dark
+    z[r < 28] = 0.0                                    # brain
+    lesion = np.sqrt((zz[0] - 40) ** 2 + (zz[1] - 40) ** 2 + (zz[2] - 65) ** 2) < 3.0  # just under the surface
+    z[lesion] = 1.5
+    mask = r < 28
+    mask[(r < 33) & (zz[2] > 60)] = True               # the extractor reached into the scalp at the vertex
+    rim = bright_rim(z, mask, (1.0, 1.0, 1.0))
+    scalp_in_mask = mask & (r >= 31)
+    assert rim[scalp_in_mask].mean() > 0.95
+    assert not rim[lesion].any() and not rim[r < 28].any()
+    trimmed = trim_bright_rim(z, mask, (1.0, 1.0, 1.0))
+    assert trimmed[lesion].all() and not trimmed[scalp_in_mask].any()
+    # a mask that ends at the brain (or a skull-stripped image with nothing outside) is left as it is
+    assert not bright_rim(z, r < 28, (1.0, 1.0, 1.0)).any()
+    stripped = np.where(r < 28, z, 0.0)
+    assert not bright_rim(stripped, r < 28, (1.0, 1.0, 1.0)).any()

@@ -12,6 +12,7 @@ from ..clock import Clock
 from ..volume import Volume, VolumeMeta
 from .bias import n4_correct
 from .brain import brain_ml_plausible, check_brain_plausible, extract_brain, foreground_mask
+from .brain_rim import trim_bright_rim
 from .normalize import robust_zscore
 from .qc import save_step
 from .registration import centre_start, head_centre, register_rigid, resample_moving
@@ -33,6 +34,8 @@ class PreprocessOptions:
     #: inside an analysis the model's device (``AnalyzeOptions.preprocess_options``)
     device: str | None = None
     coregister: bool = True
+    #: trim scalp the brain mask took in on an image with skull (``brain_rim``); off keeps the extractor's mask
+    trim_rim: bool = True
     #: refuse a FLAIR whose brain mask is not brain-sized (e.g. a spine volume)
     check_brain: bool = False
     save_dir: Path | None = None
@@ -87,6 +90,11 @@ def preprocess(inputs: dict[str, Volume], options: PreprocessOptions | None = No
         for key in ("brain_method", "in_head_fraction", "to_mni"):
             if key in mask_vol.meta:
                 found[key] = mask_vol.meta[key]
+        if options.trim_rim and found.get("brain_method") != "stripped-input" and mask.any():
+            trimmed = trim_bright_rim(robust_zscore(flair.data, mask), mask, flair.zooms)
+            found["rim_trimmed_ml"] = round(float(np.count_nonzero(mask & ~trimmed)) * flair.voxel_volume_ml, 1)
+            log.info("%s: %.1f ml of bright scalp trimmed from the brain mask", native.path, found["rim_trimmed_ml"])
+            mask = trimmed
     clock.lap("brain_mask")
     brain = flair.with_data(mask.astype(np.uint8), **found)
     if options.check_brain:

@@ -166,6 +166,11 @@ def brain_section(report: Report) -> str:
         return "<p>No brain mask recorded.</p>"
     rows = [("Method", "brain_mask.method", brain.method),
             ("Volume (mL)", "brain_mask.volume_ml", brain.volume_ml)]
+    if brain.rim_trimmed_ml is not None:
+        rows.append(("Bright scalp trimmed from it (mL)", "brain_mask.rim_trimmed_ml", brain.rim_trimmed_ml))
+    if brain.lesions_outside_dropped is not None:
+        rows.append(("Lesion candidates dropped outside it", "brain_mask.lesions_outside_dropped",
+                     brain.lesions_outside_dropped))
     return facts_table(rows, "brain-mask") + (
         '<p class="meta">The brain mask sets the intensity normalisation and '
         "where lesions are searched; check its outline in the picture below.</p>")
