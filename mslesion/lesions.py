@@ -40,9 +40,11 @@ def remove_small(mask: np.ndarray, min_voxels: int, connectivity: int = 26) -> n
 
 
 def binarize(prob: np.ndarray, threshold: float, min_voxels: int, min_peak: float = 0.0,
-             connectivity: int = 26) -> np.ndarray:
+             connectivity: int = 26, peaks: np.ndarray | None = None) -> np.ndarray:
     """The lesion mask of a probability map: ``prob >= threshold``, lesions under ``min_voxels``
-    removed, and (``min_peak`` > ``threshold``) lesions without a voxel at ``min_peak`` removed.
+    removed, and (``min_peak`` > ``threshold``) lesions without a voxel at ``min_peak`` removed;
+    ``peaks`` (same grid), where given, is read for that peak instead of ``prob`` (thick slices:
+    the highest probability inside each voxel's slab, see ``Preprocessed.to_native_slabs``).
 
     One labelling serves both rules: dropping whole components never joins or splits the others.
     """
@@ -51,7 +53,7 @@ def binarize(prob: np.ndarray, threshold: float, min_voxels: int, min_peak: floa
         return labels > 0
     keep = np.bincount(labels.ravel(), minlength=n + 1) >= max(min_voxels, 1)
     if min_peak > threshold:
-        keep &= component_peaks(labels, prob, n) >= min_peak
+        keep &= component_peaks(labels, prob if peaks is None else peaks, n) >= min_peak
     keep[0] = False
     return keep[labels]
 

@@ -147,12 +147,15 @@ class Analyzer:
         """The probability threshold in force: the option where set, else the model's."""
         return self.options.threshold if self.options.threshold is not None else seg.threshold
 
-    def lesion_mask(self, prob: Volume, seg: Segmenter, brain: np.ndarray | None = None) -> tuple[Volume, int]:
-        """The binary lesion mask (uint8) of a probability map: threshold, minimum size, minimum peak and,
-        given the ``brain`` mask on the same grid, lesions mostly outside it dropped (their number returned)."""
+    def lesion_mask(self, prob: Volume, seg: Segmenter, brain: np.ndarray | None = None,
+                    peaks: Volume | None = None) -> tuple[Volume, int]:
+        """The binary lesion mask (uint8) of a probability map: threshold, minimum size, minimum peak (read
+        from ``peaks`` where given) and, given the ``brain`` mask on the same grid, lesions mostly outside it
+        dropped (their number returned)."""
         opts = self.options
         min_vox = max(1, int(round(opts.min_lesion_mm3 / (prob.voxel_volume_ml * 1000.0))))
-        mask = binarize(prob.data, self.threshold_for(seg), min_vox, opts.min_peak_for(seg) or 0.0)
+        mask = binarize(prob.data, self.threshold_for(seg), min_vox, opts.min_peak_for(seg) or 0.0,
+                        peaks=None if peaks is None else peaks.data)
         dropped = 0
         if brain is not None:
             mask, dropped = drop_outside(mask, brain)
@@ -195,9 +198,10 @@ class Analyzer:
             with clock.step("segment_s"):
                 prob_work = self.segment(pre, seg)
             threshold = self.threshold_for(seg)
-            prob = pre.to_native(prob_work, order=1)
-            prob = prob.with_data(np.clip(prob.data, 0.0, 1.0).astype(np.float32))
-            mask, outside = self.lesion_mask(prob, seg, native_brain(pre))
+            # thick slices: a native voxel's probability is its slab's mean, its peak the slab's highest
+            prob, peaks = (p.with_data(np.clip(p.data, 0.0, 1.0).astype(np.float32))
+                           for p in pre.to_native_slabs(prob_work))
+            mask, outside = self.lesion_mask(prob, seg, native_brain(pre), peaks)
             labels, lesions = find_lesions(mask)
             with clock.step("location_s"):
                 location = self.locate(labels, lesions, pre, atlas_fit.result)

@@ -340,3 +340,30 @@ def test_bright_rim_trims_scalp_the_mask_took_in_but_keeps_a_juxtacortical_lesio
     assert not bright_rim(z, r < 28, (1.0, 1.0, 1.0)).any()
     stripped = np.where(r < 28, z, 0.0)
     assert not bright_rim(stripped, r < 28, (1.0, 1.0, 1.0)).any()
+
+
+def test_thick_native_voxels_read_their_slab_mean_and_peak() -> None:
+    """On a 4 mm FLAIR grid, a 1 mm lesion off the slice centre is missed by point sampling; the
+    slab's peak finds it and the slab's mean is its partial volume."""
+    from mslesion.preprocess.resample import resample_like, slab_filter, slab_kernel
+
+    for t in (1.5, 2.2, 3.0, 4.4):
+        k = slab_kernel(t)
+        assert np.isclose(k.sum(), t) and np.allclose(k, k[::-1])
+    native = Volume(np.zeros((16, 16, 10), np.float32), np.diag([1.0, 1.0, 4.0, 1.0]))
+    shape, affine = isotropic_grid(native, 1.0)
+    assert shape == (16, 16, 40)
+    prob = np.zeros(shape, np.float32)
+    # native slice 5 covers working slices 20-23 (centre 21.5); this lesion fills slice 23 only
+    prob[6:10, 6:10, 23] = 1.0
+    work = Volume(prob, affine)
+    point = resample_like(work, native, order=1).data
+    slabs = slab_filter(work, native)
+    assert slabs is not None
+    mean, peak = (resample_like(v, native, order=1).data for v in slabs)
+    assert point[8, 8, 5] == 0.0
+    assert peak[8, 8, 5] == pytest.approx(1.0)
+    assert 0.1 < mean[8, 8, 5] < 0.3                                # about 1 of 4 mm
+    assert peak[8, 8, 3] == 0.0 and mean[8, 8, 3] == 0.0
+    # a grid without thick slices is left alone
+    assert slab_filter(work, Volume(np.zeros((16, 16, 40), np.float32), affine)) is None
