@@ -44,7 +44,7 @@ def binarize(prob: np.ndarray, threshold: float, min_voxels: int, min_peak: floa
     """The lesion mask of a probability map: ``prob >= threshold``, lesions under ``min_voxels``
     removed, and (``min_peak`` > ``threshold``) lesions without a voxel at ``min_peak`` removed;
     ``peaks`` (same grid), where given, is read for that peak instead of ``prob`` (thick slices:
-    the highest probability inside each voxel's slab, see ``Preprocessed.to_native_slabs``).
+    the highest probability inside each voxel's slab, see ``Preprocessed.to_native_peaks``).
 
     One labelling serves both rules: dropping whole components never joins or splits the others.
     """

@@ -198,9 +198,10 @@ class Analyzer:
             with clock.step("segment_s"):
                 prob_work = self.segment(pre, seg)
             threshold = self.threshold_for(seg)
-            # thick slices: a native voxel's probability is its slab's mean, its peak the slab's highest
-            prob, peaks = (p.with_data(np.clip(p.data, 0.0, 1.0).astype(np.float32))
-                           for p in pre.to_native_slabs(prob_work))
+            prob = pre.to_native(prob_work, order=1)
+            prob = prob.with_data(np.clip(prob.data, 0.0, 1.0).astype(np.float32))
+            # min_peak reads the highest probability inside each native voxel (its whole slab on thick slices)
+            peaks = pre.to_native_peaks(prob_work)
             mask, outside = self.lesion_mask(prob, seg, native_brain(pre), peaks)
             labels, lesions = find_lesions(mask)
             with clock.step("location_s"):

@@ -53,7 +53,7 @@ def score_prediction(prob_crop: np.ndarray, npz: Path, data: Path, case: str, th
     from mslesion.lesions import binarize, drop_outside
     from mslesion.metrics import detection_by_size, evaluate
     from mslesion.preprocess.brain_rim import trim_bright_rim
-    from mslesion.preprocess.resample import resample_like, slab_filter
+    from mslesion.preprocess.resample import resample_like, slab_peak
     from mslesion.volume import Volume
 
     with np.load(npz) as z:
@@ -61,16 +61,16 @@ def score_prediction(prob_crop: np.ndarray, npz: Path, data: Path, case: str, th
         flair_z, brain_crop = z["image"][0].astype(np.float32), z["brain"] > 0
     box = tuple(slice(o, o + s) for o, s in zip(offset, prob_crop.shape))
     # as `mslesion analyze` does: the brain mask without the scalp rim it took in, no probability beyond
-    # 2 voxels outside it, no lesion mostly outside it, and thick slices read as slab means and peaks
+    # 2 voxels outside it, no lesion mostly outside it, and min_peak read over each thick voxel's slab
     brain_crop = trim_bright_rim(flair_z, brain_crop, (1.0, 1.0, 1.0))
     work, brain = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
     work[box] = prob_crop * ndimage.binary_dilation(brain_crop, iterations=2)
     brain[box] = brain_crop
     folder, raters = CASE_FOLDERS[case]
     native = load_volume(data / folder / "flair.nii.gz", role="FLAIR")
-    slabs = slab_filter(Volume(work, affine), native)
-    mean, peak = slabs if slabs is not None else (Volume(work, affine),) * 2
-    prob, peaks = resample_like(mean, native, order=1), resample_like(peak, native, order=1)
+    peak = slab_peak(Volume(work, affine), native)
+    prob = resample_like(Volume(work, affine), native, order=1)
+    peaks = prob if peak is None else resample_like(peak, native, order=1)
     inside = resample_like(Volume(brain, affine), native, order=1).data >= 0.5
     min_vox = max(1, int(round(min_mm3 / (prob.voxel_volume_ml * 1000.0))))
     mask = prob.with_data(drop_outside(binarize(prob.data, threshold, min_vox, min_peak, peaks=peaks.data),

@@ -16,7 +16,7 @@ from .brain_rim import trim_bright_rim
 from .normalize import robust_zscore
 from .qc import save_step
 from .registration import centre_start, head_centre, register_rigid, resample_moving
-from .resample import isotropic_grid, reorient_canonical, resample_like, resample_to_grid, slab_filter
+from .resample import isotropic_grid, reorient_canonical, resample_like, resample_to_grid, slab_peak
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +58,11 @@ class Preprocessed:
         """Resample a working-grid volume back onto the native FLAIR grid."""
         return resample_like(vol, self.native, order=order)
 
-    def to_native_slabs(self, vol: Volume) -> tuple[Volume, Volume]:
-        """A working-grid map on the native FLAIR grid twice: each native voxel's mean over the slab it
-        covers (its partial-volume value) and the highest value inside that slab; on a grid without thick
-        slices both are :meth:`to_native`."""
-        slabs = slab_filter(vol, self.native)
-        if slabs is None:
-            same = self.to_native(vol)
-            return same, same
-        return self.to_native(slabs[0]), self.to_native(slabs[1])
+    def to_native_peaks(self, vol: Volume) -> Volume:
+        """A working-grid map's highest value inside each native voxel (its slab, where slices are thick),
+        on the native FLAIR grid; without thick slices, :meth:`to_native`."""
+        peak = slab_peak(vol, self.native)
+        return self.to_native(vol if peak is None else peak)
 
 
 def preprocess(inputs: dict[str, Volume], options: PreprocessOptions | None = None) -> Preprocessed:

@@ -72,37 +72,28 @@ def resample_like(vol: Volume, reference: Volume, order: int = 1, cval: float = 
     return resample_to_grid(vol, reference.shape, reference.affine, order=order, cval=cval)
 
 
-def slab_kernel(thickness_vox: float) -> np.ndarray:
-    """Weights of a box ``thickness_vox`` long centred on a voxel: whole voxels 1, the two ends their overlap."""
-    half = thickness_vox / 2.0
-    reach = int(np.floor(half + 0.5))
-    offsets = np.arange(-reach, reach + 1, dtype=np.float64)
-    weights = np.clip(np.minimum(offsets + 0.5, half) - np.maximum(offsets - 0.5, -half), 0.0, 1.0)
-    return weights[weights > 0]
+
+def slab_reach(ratio: float) -> int:
+    """Working voxels on each side of a centre that overlap a slab ``ratio`` working voxels thick."""
+    return int(np.floor(ratio / 2.0 + 0.5))
 
 
-def slab_filter(work: Volume, native: Volume, min_ratio: float = 1.5) -> tuple[Volume, Volume] | None:
-    """Mean and maximum of ``work`` over the slab one ``native`` voxel covers, on ``work``'s grid.
+def slab_peak(work: Volume, native: Volume, min_ratio: float = 1.5) -> Volume | None:
+    """The highest value of ``work`` inside the slab one ``native`` voxel covers, on ``work``'s grid.
 
     Only native axes ``min_ratio`` times coarser than the working grid count (thick slices); each
-    is filtered along the working axis it runs along (the working grid keeps the canonical
-    native axes). Sampling the results at the native voxel centres gives each thick voxel its
-    partial-volume mean and the highest value inside it. None when no axis is thick.
+    is filtered along the working axis it runs along (the working grid keeps the canonical native
+    axes). Sampled at a native voxel centre, it is the highest value anywhere inside that voxel,
+    where linear interpolation reads one point. None when no axis is thick.
     """
     work_dirs = work.affine[:3, :3] / np.asarray(work.zooms)
     native_dirs = native.affine[:3, :3] / np.asarray(native.zooms)
-    mean = work.data.astype(np.float32)
-    peak = mean
+    peak = work.data.astype(np.float32)
     thick = False
     for i, size_mm in enumerate(native.zooms):
         j = int(np.argmax(np.abs(work_dirs.T @ native_dirs[:, i])))
         ratio = size_mm / work.zooms[j]
-        if ratio < min_ratio:
-            continue
-        weights = slab_kernel(ratio)
-        mean = ndimage.correlate1d(mean, weights / weights.sum(), axis=j, mode="constant")
-        peak = ndimage.maximum_filter1d(peak, len(weights), axis=j, mode="constant")
-        thick = True
-    if not thick:
-        return None
-    return work.with_data(mean), work.with_data(peak)
+        if ratio >= min_ratio:
+            peak = ndimage.maximum_filter1d(peak, 2 * slab_reach(ratio) + 1, axis=j, mode="constant")
+            thick = True
+    return work.with_data(peak) if thick else None
