@@ -72,7 +72,6 @@ def resample_like(vol: Volume, reference: Volume, order: int = 1, cval: float = 
     return resample_to_grid(vol, reference.shape, reference.affine, order=order, cval=cval)
 
 
-
 def slab_reach(ratio: float) -> int:
     """Working voxels on each side of a centre that overlap a slab ``ratio`` working voxels thick."""
     return int(np.floor(ratio / 2.0 + 0.5))
