@@ -59,10 +59,12 @@ def score_prediction(prob_crop: np.ndarray, npz: Path, data: Path, case: str, th
     with np.load(npz) as z:
         shape, affine, offset = tuple(z["work_shape"]), z["work_affine"], z["offset"]
         flair_z, brain_crop = z["image"][0].astype(np.float32), z["brain"] > 0
+        rim_done = "rim_trimmed_ml" in z.files   # prepared with the rim trim already (prepare_training_data.py)
     box = tuple(slice(o, o + s) for o, s in zip(offset, prob_crop.shape))
     # as `mslesion analyze` does: the brain mask without the scalp rim it took in, no probability beyond
     # 2 voxels outside it, no lesion mostly outside it, and min_peak read over each thick voxel's slab
-    brain_crop = trim_bright_rim(flair_z, brain_crop, (1.0, 1.0, 1.0))
+    if not rim_done:
+        brain_crop = trim_bright_rim(flair_z, brain_crop, (1.0, 1.0, 1.0))
     work, brain = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
     work[box] = prob_crop * ndimage.binary_dilation(brain_crop, iterations=2)
     brain[box] = brain_crop

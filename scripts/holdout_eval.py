@@ -13,12 +13,19 @@ probability maps (working-grid crop, float16) under ``.devdata/preds/<tag>/``::
 Score them exactly as ``mslesion analyze`` thresholds them (probability back on the native
 FLAIR grid, threshold, lesions < 3 mm^3 removed), against every rater on the rater's grid::
 
-    .venv/bin/python scripts/holdout_eval.py score --tag b0 --thresholds 0.3 0.4 0.5
+    .venv/bin/python scripts/holdout_eval.py score --tag b0 --thresholds 0.3 0.4 0.5 --min-peak 0.6 0.8 --json F
 
 Printed per case: Dice, lesion F1, sensitivity, precision (ISBI: mean of both raters); then
 pooled lesion-wise sensitivity by size class (< 30, 30-100, > 100 mm^3), pooled precision,
 and the calibration of the probability map (reliability table, expected calibration error)
 on the working grid inside the brain mask.
+
+Pool the ``--json`` files of several leave-one-subject-out folds (each fold's own held-out scans),
+so that the threshold and min_peak are chosen on cross-validation: per subject, then the mean
+over subjects, for every setting all folds scored (``notes/cv/`` keeps the folds' files, named by
+recipe and held-out subject, so that later sessions pool them without training again)::
+
+    .venv/bin/python scripts/holdout_eval.py pool notes/cv/v6-recipe_*.json
 """
 from __future__ import annotations
 
@@ -127,33 +134,76 @@ def _calibration(cases: list[str], tag: str, train_data: Path) -> tuple[list[dic
 
 def cmd_score(args: argparse.Namespace) -> int:
     cases = args.cases or sorted(p.stem for p in (PREDS / args.tag).glob("*.npz"))
-    results = {}
+    settings = []
     for thr in args.thresholds:
-        rows = []
-        for case in cases:
-            with np.load(PREDS / args.tag / f"{case}.npz") as z:
-                prob = z["prob"].astype(np.float32)
-            rows.append(score_prediction(prob, args.train_data / f"{case}.npz", args.data, case, thr, args.min_mm3,
-                                         args.min_peak))
-        print(f"\n== {args.tag}: threshold {thr}, lesions >= {args.min_mm3} mm^3, peak >= {args.min_peak} "
-              "(ISBI: mean of 2 raters)")
-        print(f"{'case':22s} {'dice':>6s} {'F1':>6s} {'sens':>6s} {'prec':>6s}")
-        for r in rows:
-            print(f"{r['case']:22s} {r['dice']:6.3f} {r['lesion_f1']:6.3f} {r['lesion_sensitivity']:6.3f} "
-                  f"{r['lesion_precision']:6.3f}")
-        pooled = _pooled(rows)
-        md, mf = float(np.mean([r["dice"] for r in rows])), float(np.mean([r["lesion_f1"] for r in rows]))
-        print(f"{'MEAN':22s} {md:6.3f} {mf:6.3f}")
-        print("pooled: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in pooled.items()))
-        results[str(thr)] = {"cases": rows, "mean_dice": md, "mean_lesion_f1": mf, "pooled": pooled}
+        for peak in args.min_peak:
+            rows = []
+            for case in cases:
+                with np.load(PREDS / args.tag / f"{case}.npz") as z:
+                    prob = z["prob"].astype(np.float32)
+                rows.append(score_prediction(prob, args.train_data / f"{case}.npz", args.data, case, thr, args.min_mm3,
+                                             peak))
+            print(f"\n== {args.tag}: threshold {thr}, lesions >= {args.min_mm3} mm^3, peak >= {peak} "
+                  "(ISBI: mean of 2 raters)")
+            print(f"{'case':22s} {'dice':>6s} {'F1':>6s} {'sens':>6s} {'prec':>6s}")
+            for r in rows:
+                print(f"{r['case']:22s} {r['dice']:6.3f} {r['lesion_f1']:6.3f} {r['lesion_sensitivity']:6.3f} "
+                      f"{r['lesion_precision']:6.3f}")
+            pooled = _pooled(rows)
+            md, mf = float(np.mean([r["dice"] for r in rows])), float(np.mean([r["lesion_f1"] for r in rows]))
+            print(f"{'MEAN':22s} {md:6.3f} {mf:6.3f}")
+            print("pooled: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                         for k, v in pooled.items()))
+            settings.append({"threshold": thr, "min_peak": peak, "min_mm3": args.min_mm3, "cases": rows,
+                             "mean_dice": md, "mean_lesion_f1": mf, "pooled": pooled})
     table, ece = _calibration(cases, args.tag, args.train_data)
     print(f"\ncalibration ({len(cases)} cases, brain voxels): ECE {ece:.4f}")
     print(f"{'bin':>11s} {'voxels':>10s} {'mean p':>7s} {'lesion':>7s}")
     for row in table:
         print(f"{row['lo']:.1f}-{row['hi']:.1f}   {row['voxels']:10d} {row['mean_prob']:7.3f} {row['lesion_fraction']:7.3f}")
-    results["calibration"] = {"ece": ece, "table": table}
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({"tag": args.tag, "settings": settings,
+                                         "calibration": {"ece": ece, "table": table}}, indent=2))
+    return 0
+
+
+def subject_means(score_files: list[Path]) -> list[dict]:
+    """Leave-one-subject-out figures from several folds' ``score --json`` files.
+
+    For every (threshold, min_peak, min_mm3) setting scored in all files: each subject's Dice and
+    lesion F1 (the mean of its scans; ISBI scans already average their two raters), then the mean
+    over subjects, as the issue's protocol counts them.  Sorted by mean lesion F1, best first.
+    """
+    per_setting: dict[tuple, dict[str, list[dict]]] = {}
+    for path in score_files:
+        for s in json.loads(path.read_text())["settings"]:
+            key = (s["threshold"], s["min_peak"], s.get("min_mm3", 3.0))
+            for row in s["cases"]:
+                per_setting.setdefault(key, {}).setdefault(SUBJECT[row["case"]], []).append(row)
+    counts = [len(v) for v in per_setting.values()]
+    out = []
+    for (thr, peak, mm3), subjects in per_setting.items():
+        if len(subjects) < max(counts):   # a setting some fold did not score
+            continue
+        dice = {k: float(np.mean([r["dice"] for r in rows])) for k, rows in subjects.items()}
+        f1 = {k: float(np.mean([r["lesion_f1"] for r in rows])) for k, rows in subjects.items()}
+        out.append({"threshold": thr, "min_peak": peak, "min_mm3": mm3, "subjects": len(subjects),
+                    "mean_dice": float(np.mean(list(dice.values()))), "mean_lesion_f1": float(np.mean(list(f1.values()))),
+                    "dice": dice, "lesion_f1": f1})
+    return sorted(out, key=lambda r: (-r["mean_lesion_f1"], -r["mean_dice"]))
+
+
+def cmd_pool(args: argparse.Namespace) -> int:
+    rows = subject_means(args.files)
+    if not rows:
+        print("no setting was scored in every file")
+        return 1
+    names = sorted(rows[0]["dice"])
+    print(f"{len(args.files)} fold file(s), {rows[0]['subjects']} subject(s): {', '.join(names)}")
+    print(f"{'threshold':>9s} {'min_peak':>8s} {'Dice':>6s} {'F1':>6s}   per subject Dice / F1")
+    for r in rows:
+        each = "  ".join(f"{r['dice'][k]:.3f}/{r['lesion_f1'][k]:.3f}" for k in names)
+        print(f"{r['threshold']:9.2f} {r['min_peak']:8.2f} {r['mean_dice']:6.3f} {r['mean_lesion_f1']:6.3f}   {each}")
     return 0
 
 
@@ -197,15 +247,18 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--tag", required=True)
     sc.add_argument("--cases", nargs="*")
     sc.add_argument("--thresholds", type=float, nargs="+", default=[0.5])
-    sc.add_argument("--min-peak", type=float, default=0.0,
-                    help="keep a lesion only where its highest probability reaches this (hysteresis)")
+    sc.add_argument("--min-peak", type=float, nargs="+", default=[0.0],
+                    help="keep a lesion only where its highest probability reaches this (hysteresis); several: "
+                         "every threshold with every min_peak")
     sc.add_argument("--min-mm3", type=float, default=3.0)
     sc.add_argument("--json", type=Path)
+    po = sub.add_parser("pool", help="leave-one-subject-out means from several folds' score --json files")
+    po.add_argument("files", type=Path, nargs="+")
     for p in (pr, sc):
         p.add_argument("--train-data", type=Path, default=Path(".devdata/train_v4"))
         p.add_argument("--data", type=Path, default=Path("../shared/data"))
     args = ap.parse_args(argv)
-    return {"predict": cmd_predict, "score": cmd_score, "combine": cmd_combine}[args.cmd](args)
+    return {"predict": cmd_predict, "score": cmd_score, "combine": cmd_combine, "pool": cmd_pool}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -71,12 +71,14 @@ def prepare_case(root: Path, case: tuple, out: Path, entry: str = "preprocess") 
     np.savez_compressed(
         out / f"{case_id}.npz", image=image, present=present, labels=np.stack(labels), brain=brain[box].astype(np.uint8),
         offset=offset, work_shape=np.array(pre.flair.shape), work_affine=pre.flair.affine,
+        rim_trimmed_ml=np.float32(pre.brain_mask.meta.get("rim_trimmed_ml", 0.0)),
     )
     info = {"case": case_id, "subject": subject, "folder": folder, "contrasts": list(contrasts), "raters": list(raters),
             "work_shape": list(pre.flair.shape), "crop_shape": list(image.shape[1:]), "offset": offset.tolist(),
             "lesion_voxels": [int(l.sum()) for l in labels], "brain_voxels": int(brain.sum()),
             "seconds": round(time.perf_counter() - t0, 1), "preprocess_timings": pre.timings, "entry": entry,
-            "brain_method": str(pre.brain_mask.meta.get("brain_method", "head-foreground"))}
+            "brain_method": str(pre.brain_mask.meta.get("brain_method", "head-foreground")),
+            "rim_trimmed_ml": pre.brain_mask.meta.get("rim_trimmed_ml")}
     log.info("%s", info)
     return info
 

@@ -11,7 +11,8 @@
 # run the same command again to resume (exit status 0 and "unfinished" on the last line).
 # HOLDOUT (default: none) leaves a subject out of both runs: one leave-one-subject-out fold of the recipe;
 # its held-out scans are then predicted (the mean of the two parts, as the combined model; kept under
-# .devdata/preds/<id>) and scored at threshold 0.4, min_peak 0.8 (OUT/holdout_score.json).
+# .devdata/preds/<id>) and scored on a grid of thresholds and min_peak values around the shipped 0.4 / 0.8
+# (OUT/holdout_score.json); `holdout_eval.py pool` takes several folds' files to choose them by cross-validation.
 # DATA (default .devdata/train_v4, from scripts/prepare_training_data.py) and PYTHON may be set.
 set -eu
 OUT=${1:?usage: train_recipe.sh OUT [SESSION_SECONDS] [HOLDOUT]}
@@ -20,6 +21,8 @@ HOLDOUT=${3:-}
 DATA=${DATA:-.devdata/train_v4}
 PY=${PYTHON:-.venv/bin/python}
 ID=$(basename "$OUT")
+GRID_THRESHOLDS="0.3 0.4 0.5"
+GRID_PEAKS="0.5 0.6 0.7 0.8 0.9"
 
 EXTRA=()
 [ "$SESSION" != 0 ] && EXTRA+=(--session-seconds "$SESSION")
@@ -47,7 +50,7 @@ fi
 if [ -n "$HOLDOUT" ]; then   # the fold's own figure: its held-out cases, as the combined model predicts them
   "$PY" scripts/holdout_eval.py predict --tag "$ID" --model "$OUT/models/$ID-3d" "$OUT/models/$ID-2p5d" \
       --subject "$HOLDOUT" --train-data "$DATA"
-  "$PY" scripts/holdout_eval.py score --tag "$ID" --thresholds 0.4 --min-peak 0.8 --train-data "$DATA" \
-      --json "$OUT/holdout_score.json"
+  "$PY" scripts/holdout_eval.py score --tag "$ID" --thresholds $GRID_THRESHOLDS --min-peak $GRID_PEAKS \
+      --train-data "$DATA" --json "$OUT/holdout_score.json"
 fi
 echo "complete: $OUT/models/$ID"
