@@ -41,8 +41,9 @@ CASE_FOLDERS = {
     **{f"mslesseg_{c}": (f"brain_ms/mslesseg/{c}", ["lesions"]) for c in ("P14_T1", "P14_T2", "P14_T3", "P18_T1",
                                                                            "P39_T1")},
 }
-#: subject of each case (cross-validation folds are by subject: P14's visits stay together)
-SUBJECT = {c: ("mslesseg_P14" if c.startswith("mslesseg_P14") else c) for c in CASE_FOLDERS}
+#: subject of each case, as prepare_training_data.py and train.py --holdout name them (cross-validation folds are
+#: by subject: P14's visits stay together; an MSLesSeg case is <subject>_<visit>)
+SUBJECT = {c: (c.rsplit("_", 1)[0] if c.startswith("mslesseg_") else c) for c in CASE_FOLDERS}
 
 
 def score_prediction(prob_crop: np.ndarray, npz: Path, data: Path, case: str, threshold: float,
