@@ -134,15 +134,15 @@ def _calibration(cases: list[str], tag: str, train_data: Path) -> tuple[list[dic
 
 def cmd_score(args: argparse.Namespace) -> int:
     cases = args.cases or sorted(p.stem for p in (PREDS / args.tag).glob("*.npz"))
+    probs = {}
+    for case in cases:
+        with np.load(PREDS / args.tag / f"{case}.npz") as z:
+            probs[case] = z["prob"].astype(np.float32)
     settings = []
     for thr in args.thresholds:
         for peak in args.min_peak:
-            rows = []
-            for case in cases:
-                with np.load(PREDS / args.tag / f"{case}.npz") as z:
-                    prob = z["prob"].astype(np.float32)
-                rows.append(score_prediction(prob, args.train_data / f"{case}.npz", args.data, case, thr, args.min_mm3,
-                                             peak))
+            rows = [score_prediction(probs[case], args.train_data / f"{case}.npz", args.data, case, thr, args.min_mm3,
+                                     peak) for case in cases]
             print(f"\n== {args.tag}: threshold {thr}, lesions >= {args.min_mm3} mm^3, peak >= {peak} "
                   "(ISBI: mean of 2 raters)")
             print(f"{'case':22s} {'dice':>6s} {'F1':>6s} {'sens':>6s} {'prec':>6s}")
