@@ -46,13 +46,12 @@ CASE_FOLDERS = {
 SUBJECT = {c: (c.rsplit("_", 1)[0] if c.startswith("mslesseg_") else c) for c in CASE_FOLDERS}
 
 
-def score_prediction(prob_crop: np.ndarray, npz: Path, data: Path, case: str, threshold: float,
-                     min_mm3: float = 3.0, min_peak: float = 0.0) -> dict:
+def prepare_scoring(prob_crop: np.ndarray, npz: Path, data: Path, case: str) -> SimpleNamespace:
+    """The per-case part of scoring: the probability, slab peaks and brain on the native FLAIR grid, and the
+    raters' masks (read once; :func:`score_prepared` then scores any threshold / min_peak on them)."""
     from scipy import ndimage
 
     from mslesion.io import load_volume
-    from mslesion.lesions import binarize, drop_outside
-    from mslesion.metrics import detection_by_size, evaluate
     from mslesion.preprocess.brain_rim import trim_bright_rim
     from mslesion.preprocess.resample import resample_like, slab_peak
     from mslesion.volume import Volume
@@ -73,22 +72,40 @@ def score_prediction(prob_crop: np.ndarray, npz: Path, data: Path, case: str, th
     native = load_volume(data / folder / "flair.nii.gz", role="FLAIR")
     peak = slab_peak(Volume(work, affine), native)
     prob = resample_like(Volume(work, affine), native, order=1)
-    peaks = prob if peak is None else resample_like(peak, native, order=1)
-    inside = resample_like(Volume(brain, affine), native, order=1).data >= 0.5
-    min_vox = max(1, int(round(min_mm3 / (prob.voxel_volume_ml * 1000.0))))
-    mask = prob.with_data(drop_outside(binarize(prob.data, threshold, min_vox, min_peak, peaks=peaks.data),
-                                       inside)[0].astype(np.uint8))
-    per_rater = {}
+    refs = {}
     for r in raters:
         ref = load_volume(data / folder / f"{r}.nii.gz", role="lesion mask")
-        ref = ref.with_data((ref.data > 0).astype(np.uint8))
+        refs[r] = ref.with_data((ref.data > 0).astype(np.uint8))
+    return SimpleNamespace(case=case, prob=prob,
+                           peaks=prob if peak is None else resample_like(peak, native, order=1),
+                           inside=resample_like(Volume(brain, affine), native, order=1).data >= 0.5, refs=refs)
+
+
+def score_prepared(prep: SimpleNamespace, threshold: float, min_mm3: float = 3.0, min_peak: float = 0.0) -> dict:
+    """Score one prepared case (:func:`prepare_scoring`) at one threshold / lesion size / min_peak setting."""
+    from mslesion.lesions import binarize, drop_outside
+    from mslesion.metrics import detection_by_size, evaluate
+    from mslesion.preprocess.resample import resample_like
+
+    prob = prep.prob
+    min_vox = max(1, int(round(min_mm3 / (prob.voxel_volume_ml * 1000.0))))
+    mask = prob.with_data(drop_outside(binarize(prob.data, threshold, min_vox, min_peak, peaks=prep.peaks.data),
+                                       prep.inside)[0].astype(np.uint8))
+    per_rater = {}
+    for r, ref in prep.refs.items():
         per_rater[r] = evaluate(mask, ref).as_dict()
         on_ref = mask if mask.same_grid(ref) else resample_like(mask.with_data(mask.data.astype(np.float32)), ref,
                                                                 order=0)
         per_rater[r]["by_size"] = detection_by_size(on_ref.data > 0, ref.data > 0, ref.voxel_volume_ml)
     mean = {k: float(np.mean([s[k] for s in per_rater.values()])) for k in ("dice", "lesion_f1", "lesion_sensitivity",
                                                                            "lesion_precision")}
-    return {"case": case, **{k: round(v, 4) for k, v in mean.items()}, "per_rater": per_rater}
+    return {"case": prep.case, **{k: round(v, 4) for k, v in mean.items()}, "per_rater": per_rater}
+
+
+def score_prediction(prob_crop: np.ndarray, npz: Path, data: Path, case: str, threshold: float,
+                     min_mm3: float = 3.0, min_peak: float = 0.0) -> dict:
+    """Score one held-out probability map (working-grid crop) at one setting, as `mslesion analyze` would mask it."""
+    return score_prepared(prepare_scoring(prob_crop, npz, data, case), threshold, min_mm3, min_peak)
 
 
 def cmd_cv(args: argparse.Namespace) -> int:

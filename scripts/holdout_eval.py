@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_model import CASE_FOLDERS, SUBJECT, load_case, score_prediction  # noqa: E402
+from bench_model import CASE_FOLDERS, SUBJECT, load_case, prepare_scoring, score_prepared  # noqa: E402
 
 PREDS = Path(".devdata/preds")
 
@@ -134,15 +134,15 @@ def _calibration(cases: list[str], tag: str, train_data: Path) -> tuple[list[dic
 
 def cmd_score(args: argparse.Namespace) -> int:
     cases = args.cases or sorted(p.stem for p in (PREDS / args.tag).glob("*.npz"))
-    probs = {}
+    prepared = {}   # each case read and taken to its native grid once, then scored at every setting
     for case in cases:
         with np.load(PREDS / args.tag / f"{case}.npz") as z:
-            probs[case] = z["prob"].astype(np.float32)
+            prob = z["prob"].astype(np.float32)
+        prepared[case] = prepare_scoring(prob, args.train_data / f"{case}.npz", args.data, case)
     settings = []
     for thr in args.thresholds:
         for peak in args.min_peak:
-            rows = [score_prediction(probs[case], args.train_data / f"{case}.npz", args.data, case, thr, args.min_mm3,
-                                     peak) for case in cases]
+            rows = [score_prepared(prepared[case], thr, args.min_mm3, peak) for case in cases]
             print(f"\n== {args.tag}: threshold {thr}, lesions >= {args.min_mm3} mm^3, peak >= {peak} "
                   "(ISBI: mean of 2 raters)")
             print(f"{'case':22s} {'dice':>6s} {'F1':>6s} {'sens':>6s} {'prec':>6s}")
