@@ -100,20 +100,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
             probs.append(cache[f].predict(pre).data[pre.crop])
         prob = np.mean(probs, axis=0)
         np.savez_compressed(out / f"{case}.npz", prob=prob.astype(np.float16))
+        if args.keep_parts and len(folders) > 1:   # each part's own map too, for weightings made later (combine)
+            for f, part in zip(folders, probs):
+                (PREDS / f"{args.tag}~{f.name}").mkdir(exist_ok=True)
+                np.savez_compressed(PREDS / f"{args.tag}~{f.name}" / f"{case}.npz", prob=part.astype(np.float16))
         print(f"{case}: {time.perf_counter() - t0:.1f} s ({', '.join(str(f) for f in folders)})", flush=True)
     (out / "settings.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items() if k != "func"}, indent=2))
     return 0
 
 
 def cmd_combine(args: argparse.Namespace) -> int:
-    """Mean probability of several kept predictions (an ensemble, without predicting again)."""
+    """Mean (or ``--weights``-weighted mean) probability of several kept predictions, without predicting again."""
+    weights = args.weights or [1.0] * len(args.tags)
+    if len(weights) != len(args.tags) or min(weights) < 0 or sum(weights) <= 0:
+        raise SystemExit(f"--weights {weights}: give one non-negative weight per tag ({len(args.tags)}), not all 0")
     out = PREDS / args.tag
     out.mkdir(parents=True, exist_ok=True)
     cases = sorted(set.intersection(*({p.stem for p in (PREDS / t).glob("*.npz")} for t in args.tags)))
     for case in cases:
         probs = [np.load(PREDS / t / f"{case}.npz")["prob"].astype(np.float32) for t in args.tags]
-        np.savez_compressed(out / f"{case}.npz", prob=np.mean(probs, axis=0).astype(np.float16))
-    print(f"{args.tag}: mean of {args.tags} on {len(cases)} cases")
+        np.savez_compressed(out / f"{case}.npz", prob=np.average(probs, axis=0, weights=weights).astype(np.float16))
+    print(f"{args.tag}: mean of {args.tags} (weights {weights}) on {len(cases)} cases")
     return 0
 
 
@@ -240,9 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--window", type=int, nargs=3, help="sliding window (default: the model's CPU window)")
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--threads", type=int, default=2)
-    cb = sub.add_parser("combine", help="mean of kept probability maps of several tags")
+    pr.add_argument("--keep-parts", action="store_true",
+                    help="with several --model: also keep each one's map, as tag <tag>~<model folder name>")
+    cb = sub.add_parser("combine", help="(weighted) mean of kept probability maps of several tags")
     cb.add_argument("--tag", required=True)
     cb.add_argument("--tags", nargs="+", required=True)
+    cb.add_argument("--weights", type=float, nargs="+", help="one weight per tag (default: equal)")
     sc = sub.add_parser("score", help="score kept probability maps")
     sc.add_argument("--tag", required=True)
     sc.add_argument("--cases", nargs="*")

@@ -11,7 +11,8 @@
 # run the same command again to resume (exit status 0 and "unfinished" on the last line).
 # HOLDOUT (default: none) leaves a subject out of both runs: one leave-one-subject-out fold of the recipe;
 # its held-out scans are then predicted (the mean of the two parts, as the combined model; kept under
-# .devdata/preds/<id>) and scored on a grid of thresholds and min_peak values around the shipped 0.4 / 0.8
+# .devdata/preds/<id>, and each part's own map under .devdata/preds/<id>~<part> for `holdout_eval.py combine
+# --weights`) and scored on a grid of thresholds and min_peak values around the shipped 0.4 / 0.8
 # (OUT/holdout_score.json); `holdout_eval.py pool` takes several folds' files to choose them by cross-validation.
 # DATA (default .devdata/train_v4, from scripts/prepare_training_data.py) and PYTHON may be set.
 set -eu
@@ -49,7 +50,7 @@ fi
 "$PY" scripts/train.py combine "$OUT/models/$ID" "$ID" --parts "$ID-3d" "$ID-2p5d" --threshold 0.4 --min-peak 0.8 --no-auto
 if [ -n "$HOLDOUT" ]; then   # the fold's own figure: its held-out cases, as the combined model predicts them
   "$PY" scripts/holdout_eval.py predict --tag "$ID" --model "$OUT/models/$ID-3d" "$OUT/models/$ID-2p5d" \
-      --subject "$HOLDOUT" --train-data "$DATA"
+      --subject "$HOLDOUT" --train-data "$DATA" --keep-parts
   "$PY" scripts/holdout_eval.py score --tag "$ID" --thresholds $GRID_THRESHOLDS --min-peak $GRID_PEAKS \
       --train-data "$DATA" --json "$OUT/holdout_score.json"
 fi

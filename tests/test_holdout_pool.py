@@ -42,3 +42,26 @@ def test_pool_without_a_common_setting_fails(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "scripts/holdout_eval.py", "pool", str(f)], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "no setting" in proc.stdout
+
+
+def _combine(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "holdout_eval.py"), "combine", *args], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def test_combine_weighs_the_kept_part_maps(tmp_path: Path) -> None:
+    import numpy as np
+
+    preds = tmp_path / ".devdata" / "preds"
+    for tag, value in (("fold~a", 0.8), ("fold~b", 0.4)):
+        (preds / tag).mkdir(parents=True)
+        np.savez_compressed(preds / tag / "case1.npz", prob=np.full((2, 3, 4), value, np.float16))
+    proc = _combine(tmp_path, "--tag", "w", "--tags", "fold~a", "fold~b", "--weights", "3", "1")
+    assert proc.returncode == 0, proc.stderr
+    with np.load(preds / "w" / "case1.npz") as z:
+        np.testing.assert_allclose(z["prob"].astype(np.float32), 0.7, atol=1e-3)   # (3 * 0.8 + 0.4) / 4
+    proc = _combine(tmp_path, "--tag", "m", "--tags", "fold~a", "fold~b")
+    with np.load(preds / "m" / "case1.npz") as z:
+        np.testing.assert_allclose(z["prob"].astype(np.float32), 0.6, atol=1e-3)   # equal weights by default
+    proc = _combine(tmp_path, "--tag", "bad", "--tags", "fold~a", "fold~b", "--weights", "1")
+    assert proc.returncode != 0 and "one non-negative weight per tag" in proc.stderr

@@ -54,7 +54,8 @@ def test_unfinished_run_stops_and_the_same_command_finishes(tmp_path: Path) -> N
                       "--threshold 0.4 --min-peak 0.8 --no-auto")
     # a fold ends with its own held-out figure: the subject's scans predicted by both parts, then scored
     assert new[5] == (f"scripts/holdout_eval.py predict --tag fold_a --model {out}/models/fold_a-3d "
-                      f"{out}/models/fold_a-2p5d --subject ljubljana_patient07 --train-data .devdata/train_v4")
+                      f"{out}/models/fold_a-2p5d --subject ljubljana_patient07 --train-data .devdata/train_v4 "
+                      "--keep-parts")
     assert new[6] == (f"scripts/holdout_eval.py score --tag fold_a --thresholds 0.3 0.4 0.5 "
                       f"--min-peak 0.5 0.6 0.7 0.8 0.9 --train-data .devdata/train_v4 --json {out}/holdout_score.json")
     assert len(new) == 7
